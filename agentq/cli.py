@@ -1,0 +1,235 @@
+"""The ``agentq`` command line (typer). Each stage of the flow is one command.
+
+``collect`` and ``pairs`` live here; the other commands are registered by the modules that
+implement them (``register(app)`` functions, imported lazily-cheap: heavy imports happen inside
+the command bodies).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+
+from agentq.errors import AgentqError, UserInputError
+
+app = typer.Typer(
+    name="agentq",
+    help="Step-level Q-value models that make LLM agents choose better actions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str) -> None:
+    """Print one error line on stderr and exit with code 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def cli_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ``UserInputError`` (and other agentq errors) into one stderr line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserInputError as e:
+            fail(str(e))
+        except AgentqError as e:
+            fail(f"{type(e).__name__}: {e}")
+
+    return wrapper
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a dict (keys may use - or _)."""
+    if path is None:
+        return {}
+    if not path.exists():
+        raise UserInputError(f"config file not found: {path}")
+    try:
+        text = path.read_text()
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except Exception as e:  # malformed config: one line
+        raise UserInputError(f"malformed config {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise UserInputError(f"malformed config {path}: expected a table/object at the top")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def apply_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
+    """Fill options the user did not pass on the command line from the config file."""
+    cfg = load_config(config)
+    unknown = set(cfg) - set(values)
+    if unknown:
+        raise UserInputError(f"unknown keys in config {config}: {', '.join(sorted(unknown))}")
+    out = dict(values)
+    for k, v in cfg.items():
+        if ctx.get_parameter_source(k) in (click.core.ParameterSource.DEFAULT, None):
+            out[k] = v
+    return out
+
+
+def parse_env_options(options: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as JSON when they can be) for ``envs.make``."""
+    out: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserInputError(f"environment option {item!r} is not key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@app.command()
+@cli_command
+def collect(
+    ctx: typer.Context,
+    env: str = typer.Option("toy", help="Environment name (agentq.envs registry)."),
+    split: str = typer.Option("train", help="Task split."),
+    policy: str = typer.Option("random", help="MODEL spec of the proposer."),
+    out: Path = typer.Option(Path("trees.jsonl"), help="Output trees.jsonl."),
+    tasks: int = typer.Option(0, help="Number of tasks (0 = all of the split)."),
+    iterations: int = typer.Option(30, help="MCTS iterations per task."),
+    n: int = typer.Option(5, help="Candidates per expansion."),
+    depth: int = typer.Option(10, help="Depth limit."),
+    c: float = typer.Option(1.41, help="UCT exploration constant."),
+    rollout: str = typer.Option("policy", help="Leaf valuation: policy|random|scorer|none."),
+    rollout_scorer: str = typer.Option("", help="SCORER spec for --rollout scorer."),
+    depth_limit_reward: float = typer.Option(0.0, help="Return of a simulation cut at the depth limit."),
+    early_stop: bool = typer.Option(False, help="Stop a task at its first full-reward leaf."),
+    concurrency: int = typer.Option(16, help="Tasks searched at once."),
+    seed: int = typer.Option(0, help="Seed of every random choice."),
+    env_option: list[str] = typer.Option([], "--env-option", help="key=value passed to the env."),
+    resume: bool = typer.Option(False, help="Continue an existing output, skipping finished tasks."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+    config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
+) -> None:
+    """Search each task with MCTS and write one tree per task to trees.jsonl."""
+    opts = apply_config(ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")})
+    from agentq import envs
+    from agentq.collect import collect as run_collect
+    from agentq.data.jsonl import check_output_path
+    from agentq.search.mcts import MCTSConfig
+    from agentq.specs import resolve_policy, resolve_scorer
+
+    check_output_path(opts["out"], resume=opts["resume"], overwrite=opts["overwrite"])
+    env_opts = parse_env_options(opts["env_option"])
+    factory = envs.resolve(opts["env"])
+    probe = envs.make(opts["env"], **env_opts)
+    task_ids = probe.tasks(opts["split"])
+    if not task_ids:
+        raise UserInputError(f"environment {opts['env']!r} has no tasks in split {opts['split']!r}")
+    if opts["tasks"]:
+        task_ids = task_ids[: opts["tasks"]]
+    try:
+        cfg = MCTSConfig(iterations=opts["iterations"], n=opts["n"], max_depth=opts["depth"],
+                         c=opts["c"], rollout=opts["rollout"], early_stop=opts["early_stop"],
+                         depth_limit_reward=opts["depth_limit_reward"], seed=opts["seed"])
+    except ValueError as e:
+        raise UserInputError(str(e)) from e
+    proposer = resolve_policy(opts["policy"], seed=opts["seed"])
+    scorer = resolve_scorer(opts["rollout_scorer"]) if opts["rollout_scorer"] else None
+    if cfg.rollout == "scorer" and scorer is None:
+        raise UserInputError("--rollout scorer needs --rollout-scorer SPEC")
+    pool = [probe]
+
+    def make_env() -> Any:
+        return pool.pop() if pool else factory(**env_opts)
+
+    models = {"policy": opts["policy"], "rollout_scorer": opts["rollout_scorer"] or None}
+    s = run_collect(make_env, task_ids, proposer, cfg, opts["out"], resume=opts["resume"],
+                    overwrite=opts["overwrite"], concurrency=opts["concurrency"],
+                    rollout_scorer=scorer, models=models, progress=opts["progress"])
+    typer.echo(
+        f"tasks {s.tasks} (skipped {s.skipped}, failed {s.failed}) | nodes {s.nodes} | "
+        f"mean best reward {s.mean_best_reward:.3f} | wall {s.wall_s:.1f}s -> {opts['out']}"
+    )
+
+
+@app.command()
+@cli_command
+def pairs(
+    ctx: typer.Context,
+    trees: Path = typer.Argument(..., help="Input trees.jsonl."),
+    out: Path = typer.Option(Path("pairs.jsonl"), help="Output pairs.jsonl."),
+    scheme: str = typer.Option("best-path", help="best-path (the paper) or siblings (Agent Q)."),
+    margin: float | None = typer.Option(None, help="Minimum Q gap (default: 0 best-path, 0.1 siblings)."),
+    min_visits: int = typer.Option(1, help="siblings: minimum visits of both actions."),
+    val_fraction: float = typer.Option(0.1, help="Share of tasks in the validation split."),
+    seed: int = typer.Option(0, help="Seed of the train/validation split."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
+) -> None:
+    """Turn MCTS trees into step-level preference pairs (TRL conversational format)."""
+    opts = apply_config(ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")})
+    from agentq.data.jsonl import check_output_path
+    from agentq.data.pairs import build_pairs, write_pairs
+    from agentq.data.trees import read_trees
+
+    check_output_path(opts["out"], resume=False, overwrite=opts["overwrite"])
+    tree_list = read_trees(opts["trees"])
+    ps = build_pairs(tree_list, opts["scheme"], margin=opts["margin"], min_visits=opts["min_visits"],
+                     val_fraction=opts["val_fraction"], seed=opts["seed"])
+    n = write_pairs(opts["out"], ps, overwrite=opts["overwrite"])
+    n_val = sum(p["split"] == "validation" for p in ps)
+    typer.echo(f"trees {len(tree_list)} | pairs {n} (train {n - n_val}, validation {n_val}) -> {opts['out']}")
+
+
+# Commands implemented by other parts of agentq: module -> (commands, issue that brings them).
+EXTENSIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "agentq.models.cli": (("train", "score"), "the Q-value model issue (#4)"),
+    "agentq.integrations.server_cli": (("serve",), "the remote models issue (#5)"),
+    "agentq.eval.cli": (("eval", "eval-toolcomp", "eval-pairs", "view", "demo"), "the evaluation issue (#7)"),
+}
+
+
+def _placeholder(name: str, where: str) -> None:
+    def cmd() -> None:
+        fail(f"'agentq {name}' is not implemented yet: it arrives with {where}")
+
+    cmd.__doc__ = f"(not implemented yet: arrives with {where})"
+    app.command(name=name)(cmd)
+
+
+def _register_extensions() -> None:
+    for module, (names, where) in EXTENSIONS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name is not None and module.startswith(e.name):
+                for name in names:
+                    _placeholder(name, where)
+                continue
+            raise
+        mod.register(app)
+
+
+_register_extensions()
+
+
+def main() -> None:
+    """Entry point (``python -m agentq``)."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Step-level preference pairs from MCTS trees, in TRL's conversational preference format.
+
+Each pair: ``prompt`` (the context messages at the parent state), ``chosen`` and ``rejected``
+(one assistant message each), plus ``task_id``, ``depth``, ``q_chosen``, ``q_rejected``,
+``visits_chosen``, ``visits_rejected`` and ``split`` (``train`` / ``validation``, by task).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from agentq.data.jsonl import JsonlAppender, check_output_path, iter_jsonl
+from agentq.errors import UserInputError
+from agentq.render import assistant_message, context_along
+from agentq.types import TaskTree, TreeNode
+
+SCHEMES = ("best-path", "siblings")
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+def split_of(task_id: str, val_fraction: float, seed: int = 0) -> str:
+    """``"validation"`` for a stable ``val_fraction`` of task ids, ``"train"`` for the rest."""
+    h = int(hashlib.sha256(f"{seed}|{task_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "validation" if h < val_fraction else "train"
+
+
+def _context_at(tree: TaskTree, node: TreeNode):
+    return context_along(tree.context, [(n.action or "", n.observation or "") for n in tree.path(node)])
+
+
+def _pair(tree: TaskTree, parent: TreeNode, w: TreeNode, l: TreeNode) -> dict[str, Any]:
+    return {
+        "prompt": _context_at(tree, parent),
+        "chosen": [assistant_message(w.action or "")],
+        "rejected": [assistant_message(l.action or "")],
+        "task_id": tree.task_id,
+        "depth": parent.depth,
+        "q_chosen": w.q,
+        "q_rejected": l.q,
+        "visits_chosen": w.visits,
+        "visits_rejected": l.visits,
+    }
+
+
+def best_leaf(tree: TaskTree) -> TreeNode:
+    """The end of the best trajectory: the terminal node with the highest return.
+
+    Ties go to the more visited node, then the earlier one. Without any terminal node the
+    path follows the most visited child from the root.
+    """
+    done = [n for n in tree.nodes if n.done and n.visits > 0]
+    if done:
+        return max(done, key=lambda n: (sum(p.reward for p in tree.path(n)), n.visits, -n.id))
+    node = tree.root
+    while True:
+        kids = [c for c in tree.children(node) if c.visits > 0]
+        if not kids:
+            return node
+        node = max(kids, key=lambda c: (c.visits, c.q, -c.id))
+
+
+def best_path_pairs(tree: TaskTree, margin: float = 0.0) -> list[dict[str, Any]]:
+    """The paper's scheme: at each depth of the best trajectory, highest-Q child vs lowest-Q child.
+
+    A depth is skipped when the two tie (difference <= ``margin``) or fewer than two children
+    were visited.
+    """
+    out = []
+    leaf = best_leaf(tree)
+    for parent in [tree.root, *tree.path(leaf)[:-1]]:
+        kids = [c for c in tree.children(parent) if c.visits > 0]
+        if len(kids) < 2:
+            continue
+        w = max(kids, key=lambda c: (c.q, c.visits, -c.id))
+        l = min(kids, key=lambda c: (c.q, -c.visits, c.id))
+        if w.q - l.q > margin:
+            out.append(_pair(tree, parent, w, l))
+    return out
+
+
+def sibling_pairs(tree: TaskTree, margin: float = 0.1, min_visits: int = 1) -> list[dict[str, Any]]:
+    """Agent Q's scheme: every sibling pair with |Q_w - Q_l| >= margin, both visited >= k times."""
+    out = []
+    for parent in tree.nodes:
+        kids = [c for c in tree.children(parent) if c.visits >= max(min_visits, 1)]
+        for i, a in enumerate(kids):
+            for b in kids[i + 1 :]:
+                if abs(a.q - b.q) >= margin and a.q != b.q:
+                    w, l = (a, b) if a.q > b.q else (b, a)
+                    out.append(_pair(tree, parent, w, l))
+    return out
+
+
+def build_pairs(
+    trees: Iterable[TaskTree],
+    scheme: str = "best-path",
+    *,
+    margin: float | None = None,
+    min_visits: int = 1,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Pairs of every successful tree, with a deterministic train/validation split by task."""
+    if scheme not in SCHEMES:
+        raise UserInputError(f"unknown pair scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    out = []
+    for tree in trees:
+        if tree.status != "ok" or not tree.nodes:
+            continue
+        if scheme == "best-path":
+            pairs = best_path_pairs(tree, 0.0 if margin is None else margin)
+        else:
+            pairs = sibling_pairs(tree, 0.1 if margin is None else margin, min_visits)
+        split = split_of(tree.task_id, val_fraction, seed)
+        for p in pairs:
+            p["split"] = split
+        out.extend(pairs)
+    return out
+
+
+def write_pairs(path: str | Path, pairs: Iterable[dict[str, Any]], *, overwrite: bool = False) -> int:
+    """Write pairs.jsonl; returns the number of pairs written."""
+    check_output_path(path, resume=False, overwrite=overwrite)
+    p = Path(path)
+    if p.exists():
+        p.unlink()
+    n = 0
+    with JsonlAppender(p) as w:
+        for pair in pairs:
+            w.write(pair)
+            n += 1
+    return n
+
+
+def read_pairs(path: str | Path, split: str | None = None) -> list[dict[str, Any]]:
+    """Load pairs.jsonl, checking each record; ``split`` keeps only that split."""
+    out = []
+    for i, d in enumerate(iter_jsonl(path)):
+        for f in PAIR_FIELDS:
+            if f not in d:
+                raise UserInputError(f"{path}: pair {i + 1} has no {f!r} field")
+        for f in ("chosen", "rejected"):
+            msgs = d[f]
+            if not isinstance(msgs, list) or not msgs or not str(msgs[-1].get("content", "")).strip():
+                raise UserInputError(f"{path}: pair {i + 1} has an empty {f!r} action")
+        if not isinstance(d["prompt"], list):
+            raise UserInputError(f"{path}: pair {i + 1}: 'prompt' must be a list of messages")
+        if split is None or d.get("split", "train") == split:
+            out.append(d)
+    return out

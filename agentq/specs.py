@@ -1,0 +1,79 @@
+"""MODEL and SCORER specs (DESIGN.md's command line) resolved to Proposers and Scorers.
+
+Each later part registers its own prefix here, lazily (``"module:function"``), so that the
+core never imports a framework it does not need.
+
+MODEL:  ``random`` | ``smollm2`` | ``openai:URL#model`` | a local directory or hub id
+SCORER: ``random`` | ``qmodel:DIR`` | ``rm:DIR`` | ``tool-verify`` | ``judge:MODEL`` |
+        ``remote:URL`` | ``toy-oracle``
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from agentq.errors import UserInputError
+
+# prefix -> "module:function(spec_rest, **options)"
+POLICY_BUILDERS: dict[str, str] = {
+    "random": "agentq.policies:RandomProposer",
+    "openai": "agentq.integrations.openai_compat:proposer_from_spec",
+    "local": "agentq.models.proposer:proposer_from_spec",
+}
+
+SCORER_BUILDERS: dict[str, str] = {
+    "random": "agentq.policies:RandomScorer",
+    "qmodel": "agentq.models.scorer:scorer_from_spec",
+    "rm": "agentq.models.reward:scorer_from_spec",
+    "tool-verify": "agentq.models.reward:ToolVerifyScorer",
+    "judge": "agentq.models.judge:scorer_from_spec",
+    "remote": "agentq.integrations.server:remote_scorer_from_spec",
+    "toy-oracle": "agentq.envs.toy:ToyOracleScorer",
+}
+
+
+def _load(target: str, what: str) -> Callable[..., Any]:
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise UserInputError(f"{what} is not available in this installation: {e}") from e
+
+
+def resolve_policy(spec: str, **options: Any) -> Any:
+    """Build the Proposer a MODEL spec names. ``options`` go to the builder (e.g. ``seed``)."""
+    spec = spec.strip()
+    if not spec:
+        raise UserInputError("empty MODEL spec")
+    if spec == "random":
+        builder = _load(POLICY_BUILDERS["random"], "the random policy")
+        seed = options.get("seed", 0)
+        p = builder(seed=seed)
+    elif spec.startswith("openai:"):
+        p = _load(POLICY_BUILDERS["openai"], "the OpenAI-compatible client")(spec[len("openai:") :], **options)
+    else:
+        p = _load(POLICY_BUILDERS["local"], "local transformers models")(spec, **options)
+    p.spec = spec
+    return p
+
+
+def resolve_scorer(spec: str, **options: Any) -> Any:
+    """Build the Scorer a SCORER spec names."""
+    spec = spec.strip()
+    prefix, sep, rest = spec.partition(":")
+    if prefix not in SCORER_BUILDERS:
+        raise UserInputError(
+            f"unknown scorer spec {spec!r}; expected one of: "
+            + ", ".join(k + (":..." if k in ("qmodel", "rm", "judge", "remote") else "") for k in SCORER_BUILDERS)
+        )
+    builder = _load(SCORER_BUILDERS[prefix], f"scorer {prefix!r}")
+    if prefix in ("random", "tool-verify", "toy-oracle"):
+        s = builder(**options) if not rest else builder(rest, **options)
+    else:
+        if not rest:
+            raise UserInputError(f"scorer spec {spec!r} needs a value after '{prefix}:'")
+        s = builder(rest, **options)
+    s.spec = spec
+    return s

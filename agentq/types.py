@@ -1,0 +1,243 @@
+"""The data every part of agentq shares: messages, candidates, steps, trajectories, tree nodes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple, TypedDict
+
+
+class Message(TypedDict, total=False):
+    """One chat message in the OpenAI format (``role`` and ``content``; tool fields optional)."""
+
+    role: str
+    content: str
+    name: str
+    tool_calls: list[dict[str, Any]]
+    tool_call_id: str
+
+
+Context = list[Message]
+"""The agent state: the chat messages the model sees before it acts."""
+
+
+@dataclass
+class Candidate:
+    """One proposed action: the whole assistant turn, with what is known about how it was made."""
+
+    text: str
+    logprob: float | None = None
+    """Sum of the policy's token log-probs for ``text``, when the proposer knows it."""
+    count: int = 1
+    """How many of the N samples produced this exact text (identical samples are merged)."""
+    tokens: int | None = None
+    """Number of generated tokens, when known."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+class StepResult(NamedTuple):
+    """What ``Env.step`` returns; unpacks as ``observation, reward, done, info``."""
+
+    observation: str
+    reward: float
+    done: bool
+    info: dict[str, Any]
+
+
+@dataclass
+class Step:
+    """One executed step of a trajectory."""
+
+    action: str
+    observation: str
+    reward: float
+    done: bool
+    info: dict[str, Any] = field(default_factory=dict)
+    candidates: list[str] | None = None
+    """The N candidates the action was chosen from (when selection happened)."""
+    scores: list[float] | None = None
+    """One score per candidate, aligned with ``candidates``."""
+
+
+@dataclass
+class Trajectory:
+    """A finished (or cut-off) episode on one task."""
+
+    task_id: str
+    context: Context
+    steps: list[Step] = field(default_factory=list)
+    reward: float = 0.0
+    done: bool = False
+    model_calls: int = 0
+    tokens: int = 0
+    wall_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def success(self) -> bool:
+        """Full reward reached (reward 1 in every agentq environment)."""
+        return self.reward >= 1.0 - 1e-9
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (one line of a trajectories file)."""
+        d = asdict(self)
+        d["success"] = self.success
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trajectory:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d.pop("success", None)
+        d["steps"] = [Step(**s) for s in d.get("steps", [])]
+        return cls(**d)
+
+
+@dataclass
+class TreeNode:
+    """One node of an MCTS tree: the state reached by taking ``action`` from the parent.
+
+    ``q`` is the node's mean return (``value_sum / visits``), i.e. the Monte Carlo
+    estimate of Q(parent state, action).
+    """
+
+    id: int
+    parent: int | None
+    action: str | None
+    depth: int
+    observation: str | None = None
+    reward: float = 0.0
+    """Immediate reward of the step that reached this node."""
+    done: bool = False
+    invalid: bool = False
+    count: int = 1
+    """How many of the N proposals were this action (merged duplicates)."""
+    logprob: float | None = None
+    visits: int = 0
+    value_sum: float = 0.0
+    children: list[int] = field(default_factory=list)
+    stepped: bool = False
+    """Whether the environment has executed ``action`` yet (children are stepped lazily)."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def q(self) -> float:
+        """Mean return of the simulations through this node (0 when unvisited)."""
+        return self.value_sum / self.visits if self.visits else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form used in trees.jsonl."""
+        return {
+            "id": self.id,
+            "parent": self.parent,
+            "action": self.action,
+            "depth": self.depth,
+            "observation": self.observation,
+            "reward": self.reward,
+            "done": self.done,
+            "invalid": self.invalid,
+            "count": self.count,
+            "logprob": self.logprob,
+            "visits": self.visits,
+            "q": self.q,
+            "children": list(self.children),
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TreeNode:
+        """Inverse of :meth:`to_dict` (``value_sum`` is rebuilt from ``q * visits``)."""
+        return cls(
+            id=d["id"],
+            parent=d["parent"],
+            action=d["action"],
+            depth=d["depth"],
+            observation=d.get("observation"),
+            reward=d.get("reward", 0.0),
+            done=d.get("done", False),
+            invalid=d.get("invalid", False),
+            count=d.get("count", 1),
+            logprob=d.get("logprob"),
+            visits=d.get("visits", 0),
+            value_sum=d.get("q", 0.0) * d.get("visits", 0),
+            children=list(d.get("children", [])),
+            stepped=d.get("observation") is not None,
+            info=d.get("info", {}),
+        )
+
+
+@dataclass
+class TaskTree:
+    """The search tree of one task: what one line of trees.jsonl holds."""
+
+    task_id: str
+    context: Context
+    nodes: list[TreeNode]
+    env: str = ""
+    status: str = "ok"
+    """``"ok"`` or ``"failed"`` (then ``error`` says why)."""
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
+    iterations: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def root(self) -> TreeNode:
+        """The root node (the initial state)."""
+        return self.nodes[0]
+
+    def children(self, node: TreeNode) -> list[TreeNode]:
+        """The child nodes of ``node``."""
+        return [self.nodes[i] for i in node.children]
+
+    def path(self, node: TreeNode) -> list[TreeNode]:
+        """Nodes from the root's first child down to ``node`` (the root excluded)."""
+        out: list[TreeNode] = []
+        while node.parent is not None:
+            out.append(node)
+            node = self.nodes[node.parent]
+        return out[::-1]
+
+    @property
+    def best_reward(self) -> float:
+        """Highest total return of any terminal node reached (0 when none)."""
+        best = 0.0
+        for n in self.nodes:
+            if n.done:
+                best = max(best, sum(p.reward for p in self.path(n)))
+        return best
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (one line of trees.jsonl)."""
+        return {
+            "task_id": self.task_id,
+            "env": self.env,
+            "status": self.status,
+            "error": self.error,
+            "context": self.context,
+            "nodes": [n.to_dict() for n in self.nodes],
+            "best_reward": self.best_reward if self.nodes else 0.0,
+            "iterations": self.iterations,
+            "wall_s": round(self.wall_s, 4),
+            "config": self.config,
+            "models": self.models,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskTree:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            task_id=d["task_id"],
+            context=d.get("context", []),
+            nodes=[TreeNode.from_dict(n) for n in d.get("nodes", [])],
+            env=d.get("env", ""),
+            status=d.get("status", "ok"),
+            error=d.get("error"),
+            config=d.get("config", {}),
+            models=d.get("models", {}),
+            iterations=d.get("iterations", 0),
+            wall_s=d.get("wall_s", 0.0),
+        )

@@ -1,0 +1,1 @@
+"""Framework integrations: LangGraph, LangChain middleware, OpenAI-compatible clients, server."""
