@@ -19,8 +19,10 @@ class Env(Protocol):
     """A text environment. One instance runs one episode at a time.
 
     Optional members: ``snapshot() -> Any`` and ``restore(state)`` (cheap state copies; MCTS
-    replays the action prefix from ``reset`` otherwise) and ``deterministic: bool`` (when False,
-    only replay is used, so every simulation samples fresh outcomes).
+    replays the action prefix from ``reset`` otherwise), ``deterministic: bool`` (False when the
+    state after an action is random: then only replay is used, so every simulation samples fresh
+    outcomes), ``seed(int)`` (reseed the env's own randomness; called once per task) and
+    ``max_steps: int`` (the step limit).
     """
 
     name: str
@@ -42,8 +44,17 @@ class Env(Protocol):
         ...
 
     def valid_actions(self) -> list[str] | None:
-        """The finite set of executable actions in the current state, or None when open-ended."""
+        """The executable actions in the current state, or None when open-ended.
+
+        An entry may contain :data:`FREE_TEXT` (``search[...]``) for a free-text argument.
+        """
         ...
+
+
+FREE_TEXT = "..."
+"""Placeholder inside a valid action whose text the policy writes freely: ``search[...]`` in
+``valid_actions()`` means "search[<any query>]". Constrained proposers keep the fixed part and
+generate the free part."""
 
 
 def has_snapshots(env: Any) -> bool:
