@@ -1,0 +1,236 @@
+"""CLI commands of the evaluation part: ``eval``, ``eval-toolcomp``, ``eval-pairs``, ``view``, ``demo``.
+
+Heavy imports (torch, transformers, matplotlib) happen inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agentq.cli import apply_config, cli_command, parse_env_options
+
+DEFAULT_METHODS = "greedy,sample,best-of-n,random,majority"
+
+
+def _split_list(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def build_policies(
+    policy: str, *, seed: int, temperature: float, options: dict[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """(sampling proposer, greedy proposer) for a MODEL spec.
+
+    The greedy twin is built at temperature 0; policies whose builder takes no temperature
+    (``random``) give the same proposer for both.
+    """
+    from agentq.specs import resolve_policy
+
+    options = dict(options or {})
+    if policy.strip() == "random":
+        p = resolve_policy(policy, seed=seed)
+        return p, p
+    try:
+        sampler = resolve_policy(policy, seed=seed, temperature=temperature, **options)
+        greedy = resolve_policy(policy, seed=seed, temperature=0.0, **options)
+    except TypeError:
+        sampler = resolve_policy(policy, seed=seed, **options)
+        greedy = sampler
+    return sampler, greedy
+
+
+def build_scorers(
+    specs: list[str], *, env: str, env_options: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
+    """Build each SCORER spec once (``toy-oracle`` gets the toy environment's options)."""
+    from agentq.specs import resolve_scorer
+
+    out = {}
+    for s in specs:
+        opts = dict(options)
+        if s.strip() == "toy-oracle" and env == "toy" and not opts:
+            opts = dict(env_options)
+        out[s] = resolve_scorer(s, **opts)
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval``, ``eval-toolcomp``, ``eval-pairs``, ``view`` and ``demo`` to ``app``."""
+
+    @app.command(name="eval")
+    @cli_command
+    def eval_cmd(
+        ctx: typer.Context,
+        env: str = typer.Option("toy", help="Environment name (agentq.envs registry)."),
+        split: str = typer.Option("test", help="Task split."),
+        policy: str = typer.Option("random", help="MODEL spec of the agent's policy."),
+        qmodel: Path | None = typer.Option(
+            None, help="Q-value model directory (best-of-N scorer qmodel:DIR)."
+        ),
+        scorer: list[str] = typer.Option([], help="Other SCORER specs for best-of-N (repeatable)."),
+        methods: list[str] = typer.Option(
+            [DEFAULT_METHODS], help="Methods, comma-separated: " + DEFAULT_METHODS + "."
+        ),
+        n: list[int] = typer.Option(
+            [5], help="Candidates per step for the N-sample methods (repeatable)."
+        ),
+        tasks: int = typer.Option(0, help="Number of tasks (0 = the whole split)."),
+        max_steps: int = typer.Option(
+            0, help="Step limit per episode (0 = the environment's own)."
+        ),
+        temperature: float = typer.Option(1.0, help="Sampling temperature (greedy uses 0)."),
+        seed: int = typer.Option(
+            0, help="Seed of every random choice (same per task for every method)."
+        ),
+        out: Path = typer.Option(Path("report"), help="Report directory."),
+        resume: bool = typer.Option(
+            False, help="Continue a run in --out, skipping finished (method, task)."
+        ),
+        overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
+        concurrency: int = typer.Option(1, help="Tasks run at once within a method."),
+        env_option: list[str] = typer.Option(
+            [], "--env-option", help="key=value passed to the env."
+        ),
+        scorer_option: list[str] = typer.Option(
+            [], "--scorer-option", help="key=value passed to scorers."
+        ),
+        policy_option: list[str] = typer.Option(
+            [], "--policy-option", help="key=value passed to the policy."
+        ),
+        view: bool = typer.Option(True, help="Also write trajectories.html."),
+        progress: bool = typer.Option(True, help="Show progress bars."),
+        config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
+    ) -> None:
+        """Compare action-selection methods on one environment split (success rate with 95% CIs)."""
+        opts = apply_config(
+            ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
+        )
+        from agentq.eval.runner import run_evaluation
+
+        rep = run_evaluation(**opts)
+        typer.echo(rep["table"])
+        typer.echo(
+            f"report -> {opts['out']}/report.md, report.json, success.png, trajectories.jsonl"
+        )
+
+    @app.command(name="view")
+    @cli_command
+    def view_cmd(
+        path: Path = typer.Argument(..., help="trees.jsonl or an eval trajectories.jsonl."),
+        out: Path | None = typer.Option(
+            None, help="Output HTML (default: next to the input, .html)."
+        ),
+        limit: int = typer.Option(0, help="Show at most this many tasks (0 = all)."),
+        max_chars: int = typer.Option(4000, help="Clip actions and observations longer than this."),
+    ) -> None:
+        """Write one self-contained, offline HTML view of search trees or eval trajectories."""
+        from agentq.eval.view import write_html
+
+        target = out or path.with_suffix(".html")
+        p = write_html(path, target, max_chars=max_chars, limit=limit)
+        typer.echo(f"view -> {p}")
+
+    @app.command(name="eval-pairs")
+    @cli_command
+    def eval_pairs_cmd(
+        files: list[Path] = typer.Argument(
+            ..., help="TARA files or directories, or pairs.jsonl files."
+        ),
+        scorer: str = typer.Option("tool-verify", help="SCORER spec."),
+        limit: int = typer.Option(0, help="At most this many pairs per file (0 = all)."),
+        out: Path | None = typer.Option(None, help="Write the results as JSON here."),
+        scorer_option: list[str] = typer.Option(
+            [], "--scorer-option", help="key=value passed to the scorer."
+        ),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+    ) -> None:
+        """Pairwise accuracy of a Scorer per file (TARA, pairs.jsonl, ToolComp preferred/dispreferred)."""
+        from agentq.eval.toolcomp import eval_pairs_files, pairs_table
+
+        res = eval_pairs_files(
+            files,
+            scorer,
+            limit=limit,
+            scorer_options=parse_env_options(scorer_option),
+            progress=progress,
+        )
+        typer.echo(pairs_table(res))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res, indent=2) + "\n")
+            typer.echo(f"results -> {out}")
+
+    @app.command(name="eval-toolcomp")
+    @cli_command
+    def eval_toolcomp_cmd(
+        path: Path = typer.Argument(
+            ..., help="JSON/JSONL file in a ToolComp-style format (see docs/eval.md)."
+        ),
+        scorer: str = typer.Option(
+            "", help="SCORER spec for ranking / process supervision (when the file has no scores)."
+        ),
+        judge: str = typer.Option(
+            "", help="MODEL spec of an LLM judge grader for final answers (optional)."
+        ),
+        threshold: float = typer.Option(
+            0.0, help="ProcessBench: a step scoring below this is an error."
+        ),
+        limit: int = typer.Option(0, help="At most this many records (0 = all)."),
+        out: Path | None = typer.Option(None, help="Write the results as JSON here."),
+        scorer_option: list[str] = typer.Option(
+            [], "--scorer-option", help="key=value passed to the scorer."
+        ),
+    ) -> None:
+        """ToolComp-style metrics: final-answer accuracy, rank@1, pairwise accuracy, ProcessBench F1."""
+        from agentq.eval.toolcomp import evaluate_file
+
+        res = evaluate_file(
+            path,
+            scorer=scorer or None,
+            judge=judge or None,
+            threshold=threshold,
+            limit=limit,
+            scorer_options=parse_env_options(scorer_option),
+        )
+        typer.echo(json.dumps({k: v for k, v in res.items() if k != "records"}, indent=2))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res, indent=2) + "\n")
+            typer.echo(f"results -> {out}")
+
+    @app.command(name="demo")
+    @cli_command
+    def demo_cmd(
+        out: Path = typer.Option(Path("agentq-demo"), help="Report directory."),
+        tasks: int = typer.Option(0, help="Held-out test tasks (0 = the embedded default)."),
+        n: int = typer.Option(
+            0, help="Candidates per step for best-of-N (0 = the embedded default)."
+        ),
+        max_steps: int = typer.Option(0, help="Step limit per episode (0 = the embedded default)."),
+        qmodel: Path | None = typer.Option(
+            None, help="Q-value model directory (default: the shipped one)."
+        ),
+        policy: str = typer.Option("smollm2", help="MODEL spec of the policy."),
+        resume: bool = typer.Option(False, help="Continue an interrupted demo in --out."),
+    ) -> None:
+        """The main job: SmolLM2 on held-out WebShop tasks, greedy vs best-of-N with a Q-model."""
+        from agentq.eval.demo import run_demo
+
+        run_demo(
+            out=out,
+            tasks=tasks,
+            n=n,
+            max_steps=max_steps,
+            qmodel=qmodel,
+            policy=policy,
+            resume=resume,
+        )
+
+    _ = (eval_cmd, view_cmd, eval_pairs_cmd, eval_toolcomp_cmd, demo_cmd)
