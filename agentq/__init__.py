@@ -5,7 +5,16 @@ data types in :mod:`agentq.types`, the one renderer in :mod:`agentq.render`.
 """
 
 from agentq.protocols import BaseProposer, BaseScorer, Env, Proposer, Scorer
-from agentq.types import Candidate, Context, Message, Step, StepResult, TaskTree, Trajectory, TreeNode
+from agentq.types import (
+    Candidate,
+    Context,
+    Message,
+    Step,
+    StepResult,
+    TaskTree,
+    Trajectory,
+    TreeNode,
+)
 
 __version__ = "0.1.0"
 

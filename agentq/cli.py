@@ -10,12 +10,10 @@ from __future__ import annotations
 import functools
 import importlib
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 
 from agentq.errors import AgentqError, UserInputError
@@ -79,7 +77,8 @@ def apply_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]
         raise UserInputError(f"unknown keys in config {config}: {', '.join(sorted(unknown))}")
     out = dict(values)
     for k, v in cfg.items():
-        if ctx.get_parameter_source(k) in (click.core.ParameterSource.DEFAULT, None):
+        source = ctx.get_parameter_source(k)
+        if source is None or source.name == "DEFAULT":
             out[k] = v
     return out
 
@@ -113,19 +112,25 @@ def collect(
     c: float = typer.Option(1.41, help="UCT exploration constant."),
     rollout: str = typer.Option("policy", help="Leaf valuation: policy|random|scorer|none."),
     rollout_scorer: str = typer.Option("", help="SCORER spec for --rollout scorer."),
-    depth_limit_reward: float = typer.Option(0.0, help="Return of a simulation cut at the depth limit."),
+    depth_limit_reward: float = typer.Option(
+        0.0, help="Return of a simulation cut at the depth limit."
+    ),
     early_stop: bool = typer.Option(False, help="Stop a task at its first full-reward leaf."),
     concurrency: int = typer.Option(16, help="Tasks searched at once."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
     env_option: list[str] = typer.Option([], "--env-option", help="key=value passed to the env."),
-    resume: bool = typer.Option(False, help="Continue an existing output, skipping finished tasks."),
+    resume: bool = typer.Option(
+        False, help="Continue an existing output, skipping finished tasks."
+    ),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
 ) -> None:
     """Search each task with MCTS and write one tree per task to trees.jsonl."""
-    opts = apply_config(ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")})
-    from agentq import envs
+    opts = apply_config(
+        ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
+    )
+    import agentq.envs as envs
     from agentq.collect import collect as run_collect
     from agentq.data.jsonl import check_output_path
     from agentq.search.mcts import MCTSConfig
@@ -141,9 +146,16 @@ def collect(
     if opts["tasks"]:
         task_ids = task_ids[: opts["tasks"]]
     try:
-        cfg = MCTSConfig(iterations=opts["iterations"], n=opts["n"], max_depth=opts["depth"],
-                         c=opts["c"], rollout=opts["rollout"], early_stop=opts["early_stop"],
-                         depth_limit_reward=opts["depth_limit_reward"], seed=opts["seed"])
+        cfg = MCTSConfig(
+            iterations=opts["iterations"],
+            n=opts["n"],
+            max_depth=opts["depth"],
+            c=opts["c"],
+            rollout=opts["rollout"],
+            early_stop=opts["early_stop"],
+            depth_limit_reward=opts["depth_limit_reward"],
+            seed=opts["seed"],
+        )
     except ValueError as e:
         raise UserInputError(str(e)) from e
     proposer = resolve_policy(opts["policy"], seed=opts["seed"])
@@ -156,9 +168,19 @@ def collect(
         return pool.pop() if pool else factory(**env_opts)
 
     models = {"policy": opts["policy"], "rollout_scorer": opts["rollout_scorer"] or None}
-    s = run_collect(make_env, task_ids, proposer, cfg, opts["out"], resume=opts["resume"],
-                    overwrite=opts["overwrite"], concurrency=opts["concurrency"],
-                    rollout_scorer=scorer, models=models, progress=opts["progress"])
+    s = run_collect(
+        make_env,
+        task_ids,
+        proposer,
+        cfg,
+        opts["out"],
+        resume=opts["resume"],
+        overwrite=opts["overwrite"],
+        concurrency=opts["concurrency"],
+        rollout_scorer=scorer,
+        models=models,
+        progress=opts["progress"],
+    )
     typer.echo(
         f"tasks {s.tasks} (skipped {s.skipped}, failed {s.failed}) | nodes {s.nodes} | "
         f"mean best reward {s.mean_best_reward:.3f} | wall {s.wall_s:.1f}s -> {opts['out']}"
@@ -172,7 +194,9 @@ def pairs(
     trees: Path = typer.Argument(..., help="Input trees.jsonl."),
     out: Path = typer.Option(Path("pairs.jsonl"), help="Output pairs.jsonl."),
     scheme: str = typer.Option("best-path", help="best-path (the paper) or siblings (Agent Q)."),
-    margin: float | None = typer.Option(None, help="Minimum Q gap (default: 0 best-path, 0.1 siblings)."),
+    margin: float | None = typer.Option(
+        None, help="Minimum Q gap (default: 0 best-path, 0.1 siblings)."
+    ),
     min_visits: int = typer.Option(1, help="siblings: minimum visits of both actions."),
     val_fraction: float = typer.Option(0.1, help="Share of tasks in the validation split."),
     seed: int = typer.Option(0, help="Seed of the train/validation split."),
@@ -180,25 +204,40 @@ def pairs(
     config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
 ) -> None:
     """Turn MCTS trees into step-level preference pairs (TRL conversational format)."""
-    opts = apply_config(ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")})
+    opts = apply_config(
+        ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
+    )
     from agentq.data.jsonl import check_output_path
     from agentq.data.pairs import build_pairs, write_pairs
     from agentq.data.trees import read_trees
 
     check_output_path(opts["out"], resume=False, overwrite=opts["overwrite"])
     tree_list = read_trees(opts["trees"])
-    ps = build_pairs(tree_list, opts["scheme"], margin=opts["margin"], min_visits=opts["min_visits"],
-                     val_fraction=opts["val_fraction"], seed=opts["seed"])
+    if not tree_list:
+        raise UserInputError(f"{opts['trees']} holds no successful trees")
+    ps = build_pairs(
+        tree_list,
+        opts["scheme"],
+        margin=opts["margin"],
+        min_visits=opts["min_visits"],
+        val_fraction=opts["val_fraction"],
+        seed=opts["seed"],
+    )
     n = write_pairs(opts["out"], ps, overwrite=opts["overwrite"])
     n_val = sum(p["split"] == "validation" for p in ps)
-    typer.echo(f"trees {len(tree_list)} | pairs {n} (train {n - n_val}, validation {n_val}) -> {opts['out']}")
+    typer.echo(
+        f"trees {len(tree_list)} | pairs {n} (train {n - n_val}, validation {n_val}) -> {opts['out']}"
+    )
 
 
 # Commands implemented by other parts of agentq: module -> (commands, issue that brings them).
 EXTENSIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "agentq.models.cli": (("train", "score"), "the Q-value model issue (#4)"),
     "agentq.integrations.server_cli": (("serve",), "the remote models issue (#5)"),
-    "agentq.eval.cli": (("eval", "eval-toolcomp", "eval-pairs", "view", "demo"), "the evaluation issue (#7)"),
+    "agentq.eval.cli": (
+        ("eval", "eval-toolcomp", "eval-pairs", "view", "demo"),
+        "the evaluation issue (#7)",
+    ),
 }
 
 
@@ -232,4 +271,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -118,12 +118,19 @@ async def acollect(
     async def work(tid: str) -> TaskTree:
         env = await pool.acquire()
         try:
-            tree = await run_mcts(env, tid, proposer, config, rollout_scorer=rollout_scorer,
-                                  stats=summary.stats)
+            tree = await run_mcts(
+                env, tid, proposer, config, rollout_scorer=rollout_scorer, stats=summary.stats
+            )
         except Exception as e:  # one task's failure is recorded, the run goes on
-            tree = TaskTree(task_id=tid, context=[], nodes=[], env=getattr(env, "name", ""),
-                            status="failed", error=f"{type(e).__name__}: {e}",
-                            config=config.to_dict())
+            tree = TaskTree(
+                task_id=tid,
+                context=[],
+                nodes=[],
+                env=getattr(env, "name", ""),
+                status="failed",
+                error=f"{type(e).__name__}: {e}",
+                config=config.to_dict(),
+            )
         finally:
             pool.release(env)
         tree.models = models

@@ -120,7 +120,9 @@ class BaseProposer:
     ) -> list[Candidate]:
         """Return ``n`` candidates for ``context``."""
         if type(self).apropose is BaseProposer.apropose:
-            raise NotImplementedError(f"{type(self).__name__} implements neither propose nor apropose")
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither propose nor apropose"
+            )
         return _run_sync(self.apropose(context, n, valid_actions=valid_actions))
 
     async def apropose(
@@ -128,7 +130,9 @@ class BaseProposer:
     ) -> list[Candidate]:
         """Async twin of :meth:`propose`."""
         if type(self).propose is BaseProposer.propose:
-            raise NotImplementedError(f"{type(self).__name__} implements neither propose nor apropose")
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither propose nor apropose"
+            )
         return await asyncio.to_thread(self.propose, context, n, valid_actions=valid_actions)
 
 
@@ -152,7 +156,10 @@ class BaseScorer:
 
     async def ascore(self, context: Context, actions: Sequence[str]) -> list[float]:
         """Async twin of :meth:`score`."""
-        if type(self).score is BaseScorer.score and type(self).score_batch is BaseScorer.score_batch:
+        if (
+            type(self).score is BaseScorer.score
+            and type(self).score_batch is BaseScorer.score_batch
+        ):
             raise NotImplementedError(f"{type(self).__name__} implements neither score nor ascore")
         return await asyncio.to_thread(self.score, context, actions)
 

@@ -23,10 +23,14 @@ def render_tool_call(name: str, args: dict[str, Any] | str | None) -> str:
         except json.JSONDecodeError:
             pass
     payload = {"name": name, "arguments": args if args is not None else {}}
-    return TOOL_CALL_PREFIX + json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return TOOL_CALL_PREFIX + json.dumps(
+        payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
 
 
-def render_action(content: str | None = None, tool_calls: Sequence[dict[str, Any]] | None = None) -> str:
+def render_action(
+    content: str | None = None, tool_calls: Sequence[dict[str, Any]] | None = None
+) -> str:
     """Canonical action text of an assistant turn: its text, then one line per tool call.
 
     ``tool_calls`` items may be OpenAI-style (``{"function": {"name", "arguments"}}``) or
@@ -40,7 +44,9 @@ def render_action(content: str | None = None, tool_calls: Sequence[dict[str, Any
             fn = call["function"]
             parts.append(render_tool_call(fn.get("name", ""), fn.get("arguments")))
         else:
-            parts.append(render_tool_call(call.get("name", ""), call.get("args", call.get("arguments"))))
+            parts.append(
+                render_tool_call(call.get("name", ""), call.get("args", call.get("arguments")))
+            )
     return "\n".join(parts)
 
 
@@ -89,8 +95,12 @@ def tokenize_for_scoring(
     if full_ids[: len(prompt_ids)] == prompt_ids:
         action_ids = full_ids[len(prompt_ids) :]
     else:  # templates that rewrite earlier turns: fall back to encoding the difference as text
-        prompt_text = tokenizer.apply_chat_template(list(context), add_generation_prompt=True, tokenize=False)
-        full_text = tokenizer.apply_chat_template([*context, assistant_message(action)], tokenize=False)
+        prompt_text = tokenizer.apply_chat_template(
+            list(context), add_generation_prompt=True, tokenize=False
+        )
+        full_text = tokenizer.apply_chat_template(
+            [*context, assistant_message(action)], tokenize=False
+        )
         action_ids = tokenizer.encode(full_text[len(prompt_text) :], add_special_tokens=False)
     if max_length is not None and len(prompt_ids) + len(action_ids) > max_length:
         keep = max_length - len(action_ids)

@@ -52,7 +52,9 @@ def resolve_policy(spec: str, **options: Any) -> Any:
         seed = options.get("seed", 0)
         p = builder(seed=seed)
     elif spec.startswith("openai:"):
-        p = _load(POLICY_BUILDERS["openai"], "the OpenAI-compatible client")(spec[len("openai:") :], **options)
+        p = _load(POLICY_BUILDERS["openai"], "the OpenAI-compatible client")(
+            spec[len("openai:") :], **options
+        )
     else:
         p = _load(POLICY_BUILDERS["local"], "local transformers models")(spec, **options)
     p.spec = spec
@@ -66,7 +68,10 @@ def resolve_scorer(spec: str, **options: Any) -> Any:
     if prefix not in SCORER_BUILDERS:
         raise UserInputError(
             f"unknown scorer spec {spec!r}; expected one of: "
-            + ", ".join(k + (":..." if k in ("qmodel", "rm", "judge", "remote") else "") for k in SCORER_BUILDERS)
+            + ", ".join(
+                k + (":..." if k in ("qmodel", "rm", "judge", "remote") else "")
+                for k in SCORER_BUILDERS
+            )
         )
     builder = _load(SCORER_BUILDERS[prefix], f"scorer {prefix!r}")
     if prefix in ("random", "tool-verify", "toy-oracle"):

@@ -141,7 +141,9 @@ class ToyEnv:
         else:
             reward = 1.0 if self._rng.random() < p else 0.0
         self._done = True
-        obs = "You reached the end of the corridor." + (" You win!" if reward >= 1 else " You lose.")
+        obs = "You reached the end of the corridor." + (
+            " You win!" if reward >= 1 else " You lose."
+        )
         return StepResult(obs, reward, True, {"invalid": False, "success_prob": p})
 
     def valid_actions(self) -> list[str] | None:

@@ -87,6 +87,8 @@ def check_output_path(path: str | Path, *, resume: bool, overwrite: bool) -> Non
     """One clear error when ``path`` exists and neither ``resume`` nor ``overwrite`` is set."""
     p = Path(path)
     if p.exists() and not (resume or overwrite):
-        raise UserInputError(f"output {p} exists; pass --resume to continue it or --overwrite to replace it")
+        raise UserInputError(
+            f"output {p} exists; pass --resume to continue it or --overwrite to replace it"
+        )
     if p.exists() and p.is_dir():
         raise UserInputError(f"output {p} is a directory")

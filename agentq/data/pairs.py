@@ -28,20 +28,22 @@ def split_of(task_id: str, val_fraction: float, seed: int = 0) -> str:
 
 
 def _context_at(tree: TaskTree, node: TreeNode):
-    return context_along(tree.context, [(n.action or "", n.observation or "") for n in tree.path(node)])
+    return context_along(
+        tree.context, [(n.action or "", n.observation or "") for n in tree.path(node)]
+    )
 
 
-def _pair(tree: TaskTree, parent: TreeNode, w: TreeNode, l: TreeNode) -> dict[str, Any]:
+def _pair(tree: TaskTree, parent: TreeNode, w: TreeNode, lo: TreeNode) -> dict[str, Any]:
     return {
         "prompt": _context_at(tree, parent),
         "chosen": [assistant_message(w.action or "")],
-        "rejected": [assistant_message(l.action or "")],
+        "rejected": [assistant_message(lo.action or "")],
         "task_id": tree.task_id,
         "depth": parent.depth,
         "q_chosen": w.q,
-        "q_rejected": l.q,
+        "q_rejected": lo.q,
         "visits_chosen": w.visits,
-        "visits_rejected": l.visits,
+        "visits_rejected": lo.visits,
     }
 
 
@@ -75,9 +77,9 @@ def best_path_pairs(tree: TaskTree, margin: float = 0.0) -> list[dict[str, Any]]
         if len(kids) < 2:
             continue
         w = max(kids, key=lambda c: (c.q, c.visits, -c.id))
-        l = min(kids, key=lambda c: (c.q, -c.visits, c.id))
-        if w.q - l.q > margin:
-            out.append(_pair(tree, parent, w, l))
+        lo = min(kids, key=lambda c: (c.q, -c.visits, c.id))
+        if w.q - lo.q > margin:
+            out.append(_pair(tree, parent, w, lo))
     return out
 
 
@@ -89,8 +91,8 @@ def sibling_pairs(tree: TaskTree, margin: float = 0.1, min_visits: int = 1) -> l
         for i, a in enumerate(kids):
             for b in kids[i + 1 :]:
                 if abs(a.q - b.q) >= margin and a.q != b.q:
-                    w, l = (a, b) if a.q > b.q else (b, a)
-                    out.append(_pair(tree, parent, w, l))
+                    w, lo = (a, b) if a.q > b.q else (b, a)
+                    out.append(_pair(tree, parent, w, lo))
     return out
 
 
@@ -121,7 +123,9 @@ def build_pairs(
     return out
 
 
-def write_pairs(path: str | Path, pairs: Iterable[dict[str, Any]], *, overwrite: bool = False) -> int:
+def write_pairs(
+    path: str | Path, pairs: Iterable[dict[str, Any]], *, overwrite: bool = False
+) -> int:
     """Write pairs.jsonl; returns the number of pairs written."""
     check_output_path(path, resume=False, overwrite=overwrite)
     p = Path(path)
@@ -144,7 +148,11 @@ def read_pairs(path: str | Path, split: str | None = None) -> list[dict[str, Any
                 raise UserInputError(f"{path}: pair {i + 1} has no {f!r} field")
         for f in ("chosen", "rejected"):
             msgs = d[f]
-            if not isinstance(msgs, list) or not msgs or not str(msgs[-1].get("content", "")).strip():
+            if (
+                not isinstance(msgs, list)
+                or not msgs
+                or not str(msgs[-1].get("content", "")).strip()
+            ):
                 raise UserInputError(f"{path}: pair {i + 1} has an empty {f!r} action")
         if not isinstance(d["prompt"], list):
             raise UserInputError(f"{path}: pair {i + 1}: 'prompt' must be a list of messages")

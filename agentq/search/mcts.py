@@ -80,9 +80,16 @@ def task_seed(seed: int, task_id: str) -> int:
 
 
 class _Search:
-    def __init__(self, env: Any, task_id: str, proposer: Any, config: MCTSConfig,
-                 rollout_scorer: Any, stats: MCTSStats,
-                 on_progress: Callable[[TaskTree], None] | None) -> None:
+    def __init__(
+        self,
+        env: Any,
+        task_id: str,
+        proposer: Any,
+        config: MCTSConfig,
+        rollout_scorer: Any,
+        stats: MCTSStats,
+        on_progress: Callable[[TaskTree], None] | None,
+    ) -> None:
         self.env, self.task_id, self.proposer, self.cfg = env, task_id, proposer, config
         self.rollout_scorer = rollout_scorer
         self.stats = stats
@@ -119,7 +126,9 @@ class _Search:
 
     def context_of(self, node: TreeNode) -> Context:
         assert self.tree is not None
-        return context_along(self.tree.context, [(n.action or "", n.observation or "") for n in self.tree.path(node)])
+        return context_along(
+            self.tree.context, [(n.action or "", n.observation or "") for n in self.tree.path(node)]
+        )
 
     async def _propose(self, context: Context, n: int, valid: list[str] | None) -> list[Any]:
         t = time.perf_counter()
@@ -158,8 +167,14 @@ class _Search:
         valid = await self._env(self.env.valid_actions)
         cands = merge_candidates(await self._propose(self.context_of(node), self.cfg.n, valid))
         for c in cands:
-            child = TreeNode(id=len(self.tree.nodes), parent=node.id, action=c.text,
-                             depth=node.depth + 1, count=c.count, logprob=c.logprob)
+            child = TreeNode(
+                id=len(self.tree.nodes),
+                parent=node.id,
+                action=c.text,
+                depth=node.depth + 1,
+                count=c.count,
+                logprob=c.logprob,
+            )
             self.tree.nodes.append(child)
             node.children.append(child.id)
 
@@ -192,7 +207,9 @@ class _Search:
                 raise ValueError("rollout='scorer' needs a rollout scorer")
             assert self.tree is not None and leaf.parent is not None
             t = time.perf_counter()
-            (v,) = await self.rollout_scorer.ascore(self.context_of(self.tree.nodes[leaf.parent]), [leaf.action])
+            (v,) = await self.rollout_scorer.ascore(
+                self.context_of(self.tree.nodes[leaf.parent]), [leaf.action]
+            )
             self.stats.scorer_s += time.perf_counter() - t
             return float(v) - leaf.reward
         context = self.context_of(leaf)
@@ -216,9 +233,13 @@ class _Search:
     async def run(self) -> TaskTree:
         t0 = time.perf_counter()
         context = await self._env(self.env.reset, self.task_id)
-        self.tree = tree = TaskTree(task_id=self.task_id, context=list(context),
-                                    nodes=[TreeNode(id=0, parent=None, action=None, depth=0, stepped=True)],
-                                    env=getattr(self.env, "name", ""), config=self.cfg.to_dict())
+        self.tree = tree = TaskTree(
+            task_id=self.task_id,
+            context=list(context),
+            nodes=[TreeNode(id=0, parent=None, action=None, depth=0, stepped=True)],
+            env=getattr(self.env, "name", ""),
+            config=self.cfg.to_dict(),
+        )
         self.env_at = 0
         if self.snapshots_ok:
             self.snaps[0] = await self._env(self.env.snapshot)
@@ -279,5 +300,12 @@ async def run_mcts(
     config = config or MCTSConfig()
     if callable(getattr(env, "seed", None)):
         env.seed(task_seed(config.seed, task_id))
-    return await _Search(env, task_id, proposer, config, rollout_scorer,
-                         stats if stats is not None else MCTSStats(), on_progress).run()
+    return await _Search(
+        env,
+        task_id,
+        proposer,
+        config,
+        rollout_scorer,
+        stats if stats is not None else MCTSStats(),
+        on_progress,
+    ).run()
