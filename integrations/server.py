@@ -1,0 +1,867 @@
+"""agentq's scoring server (``agentq serve``) and its client, :class:`RemoteScorer`.
+
+The server is a FastAPI app (:func:`create_app`) around any Scorer with ``score_batch``
+(normally a local ``QValueScorer``):
+
+* ``POST /v1/score`` ``{"context": [messages], "actions": [str, ...]}`` -> ``{"scores": [...]}``
+* ``POST /v1/score_batch`` ``{"items": [{"context", "actions"}, ...]}`` -> ``{"scores": [[...], ...]}``
+* ``GET /health`` (no token needed) and ``GET /metrics`` (requests, statuses, batch sizes,
+  queue depth, latency p50/p90/p99).
+
+Dynamic batching: requests wait in a bounded queue; the batcher takes the first one, waits up
+to ``batch_window_ms`` for more (or until ``max_batch`` are queued) and scores them all with one
+``score_batch`` call in the single model thread, so the event loop never runs the model. A full
+queue answers 503 (with ``Retry-After``); requests over the limits answer 413 (too large) or
+422 (malformed), with a message. An optional bearer token guards the scoring and metrics
+routes. On shutdown (SIGTERM under uvicorn) the server stops accepting connections, finishes
+every queued and running request, then stops the model thread.
+
+:class:`RemoteScorer` is the client: a ``Scorer`` (sync and async twins, ``score_batch``) over
+httpx with retries and typed errors, so any part of agentq, or a LangGraph app on another
+machine, uses a served Q-model as if it were local (SCORER spec ``remote:URL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentq.integrations.openai_compat import (
+    AsyncHTTPClient,
+    MalformedResponse,
+    RemoteRequestError,
+    RemoteUnavailableError,
+    RetryPolicy,
+)
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from agentq.errors import RemoteError, ScorerError, UserInputError
+from agentq.protocols import BaseScorer
+from agentq.types import Context
+
+log = logging.getLogger("agentq.serve")
+
+__all__ = [
+    "BackgroundServer",
+    "QueueFull",
+    "RemoteScorer",
+    "ServerConfig",
+    "ServerMetrics",
+    "create_app",
+    "remote_scorer_from_spec",
+    "serve",
+]
+
+
+# ----------------------------------------------------------------------------------------
+# configuration and metrics
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerConfig:
+    """Limits and batching settings of the scoring server."""
+
+    max_batch: int = 32
+    """Most requests (items) scored in one ``score_batch`` call; 1 turns batching off."""
+    max_batch_actions: int = 1024
+    """Most actions in one ``score_batch`` call (a batch closes before it would exceed this)."""
+    batch_window_ms: float = 5.0
+    """How long the batcher waits for more requests after the first one of a batch."""
+    max_queue: int = 1024
+    """Most requests waiting to be scored; more are answered 503."""
+    max_actions: int = 64
+    """Most actions in one request (413 above)."""
+    max_context_tokens: int | None = 8192
+    """Most context tokens in one request (413 above); counted with the scorer's tokenizer,
+    or estimated as characters / 4 when the scorer has none. None: no limit."""
+    max_items: int = 256
+    """Most items in one ``/v1/score_batch`` request (413 above)."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest request body (413 above)."""
+    token: str | None = None
+    """Bearer token required on ``/v1/*`` and ``/metrics`` (None: open)."""
+    latency_window: int = 10000
+    """How many recent request latencies the percentiles are computed over."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise UserInputError("max_batch must be >= 1")
+        if self.max_queue < 1:
+            raise UserInputError("max_queue must be >= 1")
+        if self.batch_window_ms < 0:
+            raise UserInputError("batch_window_ms must be >= 0")
+        if self.max_actions < 1:
+            raise UserInputError("max_actions must be >= 1")
+
+
+def _percentile(sorted_vals: Sequence[float], q: float) -> float | None:
+    if not sorted_vals:
+        return None
+    k = min(len(sorted_vals) - 1, max(0, round(q / 100.0 * (len(sorted_vals) - 1))))
+    return sorted_vals[k]
+
+
+@dataclass
+class ServerMetrics:
+    """Counters behind ``GET /metrics``."""
+
+    window: int = 10000
+    started: float = field(default_factory=time.monotonic)
+    requests: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    items: int = 0
+    actions: int = 0
+    batches: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    batch_actions_total: int = 0
+    rejected_queue_full: int = 0
+    scorer_errors: int = 0
+    latencies: deque[float] = field(default_factory=deque)
+    batch_seconds: deque[float] = field(default_factory=deque)
+
+    def record_request(self, status: int, seconds: float | None) -> None:
+        """Count one answered scoring request (and its latency when it was scored)."""
+        self.requests += 1
+        self.statuses[status] += 1
+        if seconds is not None:
+            self.latencies.append(seconds)
+            while len(self.latencies) > self.window:
+                self.latencies.popleft()
+
+    def record_batch(self, items: int, actions: int, seconds: float) -> None:
+        """Count one ``score_batch`` call."""
+        self.batches += 1
+        self.items += items
+        self.actions += actions
+        self.batch_sizes[items] += 1
+        self.batch_actions_total += actions
+        self.batch_seconds.append(seconds)
+        while len(self.batch_seconds) > self.window:
+            self.batch_seconds.popleft()
+
+    def snapshot(self, **extra: Any) -> dict[str, Any]:
+        """The JSON document of ``GET /metrics``."""
+        lat = sorted(self.latencies)
+        bsec = sorted(self.batch_seconds)
+
+        def ms(vals: list[float], q: float) -> float | None:
+            v = _percentile(vals, q)
+            return None if v is None else round(v * 1000.0, 3)
+
+        return {
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "requests": self.requests,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "items_scored": self.items,
+            "actions_scored": self.actions,
+            "batches": self.batches,
+            "batch_size": {
+                "mean": round(self.items / self.batches, 3) if self.batches else None,
+                "max": max(self.batch_sizes) if self.batch_sizes else None,
+                "histogram": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+                "mean_actions": round(self.batch_actions_total / self.batches, 3)
+                if self.batches
+                else None,
+            },
+            "rejected_queue_full": self.rejected_queue_full,
+            "scorer_errors": self.scorer_errors,
+            "latency_ms": {
+                "count": len(lat),
+                "p50": ms(lat, 50),
+                "p90": ms(lat, 90),
+                "p99": ms(lat, 99),
+            },
+            "batch_ms": {"p50": ms(bsec, 50), "p90": ms(bsec, 90), "p99": ms(bsec, 99)},
+            **extra,
+        }
+
+
+# ----------------------------------------------------------------------------------------
+# dynamic batching
+# ----------------------------------------------------------------------------------------
+
+
+class QueueFull(Exception):
+    """The batcher's queue is at ``max_queue`` (answered 503)."""
+
+
+class _ItemError(Exception):
+    """One item could not be scored (the status says whose fault)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Pending:
+    context: Context
+    actions: list[str]
+    future: asyncio.Future[list[float]]
+
+
+def _score_items(scorer: Any, items: list[tuple[Context, list[str]]]) -> list[list[float]]:
+    fn = getattr(scorer, "score_batch", None)
+    out = fn(items) if fn is not None else [scorer.score(c, a) for c, a in items]
+    out = [list(map(float, s)) for s in out]
+    if len(out) != len(items) or any(
+        len(s) != len(a) for s, (_, a) in zip(out, items, strict=True)
+    ):
+        raise ScorerError("the scorer returned a wrong number of scores")
+    return out
+
+
+def _classify(e: BaseException) -> _ItemError:
+    if isinstance(e, (ValueError, UserInputError, ScorerError)):
+        return _ItemError(422, f"cannot score this request: {e}")
+    return _ItemError(500, f"scorer failed: {type(e).__name__}: {e}")
+
+
+class Batcher:
+    """Collects pending requests and scores them in batches on one model thread."""
+
+    def __init__(self, scorer: Any, config: ServerConfig, metrics: ServerMetrics) -> None:
+        self.scorer = scorer
+        self.config = config
+        self.metrics = metrics
+        self._queue: deque[_Pending] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._full: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.closing = False
+        self.busy = 0
+        """Items handed to the model thread and not finished."""
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting in the queue."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the batching task on the running loop (idempotent)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentq-scorer")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="agentq-batcher")
+
+    def room(self) -> int:
+        """How many more requests the queue takes."""
+        return self.config.max_queue - len(self._queue)
+
+    def submit(self, context: Context, actions: list[str]) -> asyncio.Future[list[float]]:
+        """Queue one item; raises :class:`QueueFull` when the queue is full or closing."""
+        if self.closing:
+            raise QueueFull("the server is shutting down")
+        if len(self._queue) >= self.config.max_queue:
+            raise QueueFull(f"the queue is full ({self.config.max_queue} requests waiting)")
+        self.start()
+        assert self._wakeup is not None and self._full is not None
+        fut: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(context, actions, fut))
+        self._wakeup.set()
+        if len(self._queue) >= self.config.max_batch:
+            self._full.set()
+        return fut
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        n_actions = 0
+        while self._queue and len(batch) < self.config.max_batch:
+            p = self._queue[0]
+            if p.future.done():  # the client went away
+                self._queue.popleft()
+                continue
+            if batch and n_actions + len(p.actions) > self.config.max_batch_actions:
+                break
+            self._queue.popleft()
+            batch.append(p)
+            n_actions += len(p.actions)
+        return batch
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None and self._full is not None
+        loop = asyncio.get_running_loop()
+        window = self.config.batch_window_ms / 1000.0
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if window > 0 and len(self._queue) < self.config.max_batch and not self.closing:
+                self._full.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), window)
+            batch = self._take_batch()
+            if not batch:
+                continue
+            items = [(p.context, p.actions) for p in batch]
+            self.busy = len(batch)
+            t0 = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self._executor, self._score, items)
+            finally:
+                self.busy = 0
+            self.metrics.record_batch(
+                len(batch), sum(len(a) for _, a in items), time.perf_counter() - t0
+            )
+            for p, r in zip(batch, results, strict=True):
+                if p.future.done():
+                    continue
+                if isinstance(r, _ItemError):
+                    p.future.set_exception(r)
+                else:
+                    p.future.set_result(r)
+
+    def _score(self, items: list[tuple[Context, list[str]]]) -> list[list[float] | _ItemError]:
+        """Runs on the model thread: one batched call; on failure, item by item."""
+        try:
+            return list(_score_items(self.scorer, items))
+        except Exception as e:
+            if len(items) == 1:
+                self.metrics.scorer_errors += 1
+                log.warning("scoring failed: %s", e)
+                return [_classify(e)]
+        out: list[list[float] | _ItemError] = []
+        for it in items:  # isolate the item(s) that broke the batch
+            try:
+                out.append(_score_items(self.scorer, [it])[0])
+            except Exception as e:
+                self.metrics.scorer_errors += 1
+                log.warning("scoring failed: %s", e)
+                out.append(_classify(e))
+        return out
+
+    async def drain(self) -> None:
+        """Stop taking requests, finish every queued one, then stop the model thread."""
+        self.closing = True
+        if self._full is not None:
+            self._full.set()
+        while self._queue or self.busy:
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
+# ----------------------------------------------------------------------------------------
+# request parsing
+# ----------------------------------------------------------------------------------------
+
+
+class _HTTPProblem(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _parse_item(obj: Any, where: str = "") -> tuple[Context, list[str]]:
+    if not isinstance(obj, dict):
+        raise _HTTPProblem(422, f"{where}expected a JSON object with 'context' and 'actions'")
+    if "context" not in obj or "actions" not in obj:
+        raise _HTTPProblem(422, f"{where}'context' and 'actions' are both required")
+    context, actions = obj["context"], obj["actions"]
+    if not isinstance(context, list):
+        raise _HTTPProblem(422, f"{where}'context' must be a list of chat messages")
+    msgs: Context = []
+    for i, m in enumerate(context):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise _HTTPProblem(422, f"{where}context[{i}] must be an object with a string 'role'")
+        content = m.get("content", "")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise _HTTPProblem(422, f"{where}context[{i}].content must be a string")
+        msg = dict(m)
+        msg["content"] = content
+        msgs.append(msg)  # type: ignore[arg-type]
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        raise _HTTPProblem(422, f"{where}'actions' must be a list of strings")
+    return msgs, list(actions)
+
+
+def _context_tokens(tokenizer: Any, context: Context) -> int:
+    if tokenizer is None:
+        return sum(len(str(m.get("content", ""))) for m in context) // 4 + 4 * len(context)
+    ids = tokenizer.apply_chat_template(list(context), add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return len(ids)
+
+
+# ----------------------------------------------------------------------------------------
+# the app
+# ----------------------------------------------------------------------------------------
+
+
+def create_app(
+    scorer: Any,
+    config: ServerConfig | None = None,
+    *,
+    tokenizer: Any = None,
+    name: str | None = None,
+    **overrides: Any,
+) -> Any:
+    """The FastAPI app serving ``scorer`` (any Scorer; ``score_batch`` is used when it has one).
+
+    Args:
+        scorer: the model; it runs in one worker thread, one batch at a time.
+        config: limits and batching (:class:`ServerConfig`); keyword ``overrides`` replace
+            single fields (``create_app(s, max_batch=1, token="t")``).
+        tokenizer: counts context tokens for ``max_context_tokens`` (default: the scorer's
+            ``tokenizer`` attribute).
+        name: what ``/health`` reports as the model (default: the scorer's ``spec``).
+    """
+
+    cfg = config or ServerConfig()
+    if overrides:
+        fields = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
+        unknown = set(overrides) - set(fields)
+        if unknown:
+            raise TypeError(f"unknown server option(s): {', '.join(sorted(unknown))}")
+        fields.update(overrides)
+        cfg = ServerConfig(**fields)
+    metrics = ServerMetrics(window=cfg.latency_window)
+    batcher = Batcher(scorer, cfg, metrics)
+    tok = tokenizer if tokenizer is not None else getattr(scorer, "tokenizer", None)
+    model_name = name or getattr(scorer, "spec", "") or type(scorer).__name__
+    token_bytes = cfg.token.encode() if cfg.token else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.drain()
+
+    app = FastAPI(
+        title="agentq scoring server",
+        description="Step-level Q-value scores for candidate agent actions.",
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+    app.state.config = cfg
+
+    def problem(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+        kind = {401: "unauthorized", 413: "too_large", 422: "invalid_request", 503: "overloaded"}
+        return JSONResponse(
+            {
+                "error": {
+                    "message": message,
+                    "type": kind.get(status, "server_error"),
+                    "code": status,
+                }
+            },
+            status_code=status,
+            headers=headers,
+        )
+
+    def check_token(request: Request) -> None:
+        if token_bytes is None:
+            return
+        got = request.headers.get("authorization", "")
+        scheme, _, value = got.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), token_bytes
+        ):
+            raise _HTTPProblem(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+    async def read_json(request: Request) -> Any:
+        limit = cfg.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _HTTPProblem(
+                413, f"request body of {declared} bytes is over the limit of {limit}"
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _HTTPProblem(413, f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise _HTTPProblem(422, f"request body is not valid JSON: {e}") from e
+
+    async def check_limits(items: list[tuple[Context, list[str]]]) -> None:
+        for i, (_context, actions) in enumerate(items):
+            where = f"items[{i}]: " if len(items) > 1 else ""
+            if len(actions) > cfg.max_actions:
+                raise _HTTPProblem(
+                    413, f"{where}{len(actions)} actions is over the limit of {cfg.max_actions}"
+                )
+        if cfg.max_context_tokens is None:
+            return
+        counts = await asyncio.to_thread(lambda: [_context_tokens(tok, c) for c, _ in items])
+        for i, n in enumerate(counts):
+            if n > cfg.max_context_tokens:
+                where = f"items[{i}]: " if len(items) > 1 else ""
+                raise _HTTPProblem(
+                    413,
+                    f"{where}context of {n} tokens is over the limit of {cfg.max_context_tokens}",
+                )
+
+    async def score_items(items: list[tuple[Context, list[str]]]) -> list[list[float]]:
+        if batcher.closing:
+            raise _HTTPProblem(503, "the server is shutting down", {"Retry-After": "1"})
+        if batcher.room() < len(items):
+            metrics.rejected_queue_full += 1
+            raise _HTTPProblem(
+                503,
+                f"the queue is full ({cfg.max_queue} requests waiting); retry later",
+                {"Retry-After": "1"},
+            )
+        futures = []
+        for c, a in items:
+            if not a:
+                continue
+            futures.append(batcher.submit(c, a))
+        try:
+            done = await asyncio.gather(*futures)
+        except _ItemError as e:
+            raise _HTTPProblem(e.status, str(e)) from e
+        it = iter(done)
+        return [next(it) if a else [] for _, a in items]
+
+    async def handle(request: Request, batch: bool) -> Any:
+        t0 = time.perf_counter()
+        try:
+            check_token(request)
+            body = await read_json(request)
+            if batch:
+                if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                    raise _HTTPProblem(422, "expected a JSON object with an 'items' list")
+                if len(body["items"]) > cfg.max_items:
+                    raise _HTTPProblem(
+                        413, f"{len(body['items'])} items is over the limit of {cfg.max_items}"
+                    )
+                items = [_parse_item(x, f"items[{i}]: ") for i, x in enumerate(body["items"])]
+            else:
+                items = [_parse_item(body)]
+            await check_limits(items)
+            scores = await score_items(items)
+        except _HTTPProblem as e:
+            metrics.record_request(e.status, None)
+            return problem(e.status, e.message, e.headers)
+        metrics.record_request(200, time.perf_counter() - t0)
+        return JSONResponse({"scores": scores if batch else scores[0]})
+
+    @app.post("/v1/score")
+    async def score(request: Request) -> Any:
+        """Score ``actions`` in ``context``: ``{"context": [...], "actions": [...]}``."""
+        return await handle(request, batch=False)
+
+    @app.post("/v1/score_batch")
+    async def score_batch(request: Request) -> Any:
+        """Score several items: ``{"items": [{"context": [...], "actions": [...]}, ...]}``."""
+        return await handle(request, batch=True)
+
+    @app.get("/health")
+    async def health() -> Any:
+        """Liveness: status, model, queue depth (no token needed)."""
+        return {
+            "status": "draining" if batcher.closing else "ok",
+            "model": model_name,
+            "queued": batcher.queued,
+            "batching": cfg.max_batch > 1,
+        }
+
+    @app.get("/metrics")
+    async def get_metrics(request: Request) -> Any:
+        """Requests, statuses, batch sizes, queue depth and latency percentiles."""
+        try:
+            check_token(request)
+        except _HTTPProblem as e:
+            return problem(e.status, e.message, e.headers)
+        return metrics.snapshot(
+            queued=batcher.queued,
+            in_model=batcher.busy,
+            config={
+                "max_batch": cfg.max_batch,
+                "batch_window_ms": cfg.batch_window_ms,
+                "max_queue": cfg.max_queue,
+                "max_actions": cfg.max_actions,
+                "max_context_tokens": cfg.max_context_tokens,
+            },
+        )
+
+    return app
+
+
+# ----------------------------------------------------------------------------------------
+# running it
+# ----------------------------------------------------------------------------------------
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def serve(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    log_level: str = "info",
+    graceful_timeout: int | None = 60,
+) -> None:
+    """Run ``app`` with uvicorn until SIGINT/SIGTERM; in-flight requests finish first."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=graceful_timeout,
+        access_log=False,
+    )
+    uvicorn.Server(config).run()
+
+
+class BackgroundServer:
+    """Run an ASGI app with uvicorn in a daemon thread (tests, notebooks, benchmarks).
+
+    ``with BackgroundServer(app) as srv: RemoteScorer(srv.url)...``; ``port=0`` picks a free
+    port. Stopping it is a graceful shutdown, as under SIGTERM.
+    """
+
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ) -> None:
+        import uvicorn
+
+        self.host = host
+        self._config = uvicorn.Config(
+            app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False
+        )
+        self.server = uvicorn.Server(self._config)
+        self._thread: threading.Thread | None = None
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> BackgroundServer:
+        """Start serving; returns once the server accepts connections."""
+        self._thread = threading.Thread(target=self.server.run, name="agentq-uvicorn", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the server thread stopped before it started")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start in time")
+            time.sleep(0.01)
+        socks = [s for srv in getattr(self.server, "servers", []) for s in (srv.sockets or [])]
+        if socks:
+            self.port = socks[0].getsockname()[1]
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful shutdown: finish in-flight requests, then stop."""
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+# ----------------------------------------------------------------------------------------
+# the client
+# ----------------------------------------------------------------------------------------
+
+
+def _check_scores(n: int) -> Any:
+    def check(data: Any) -> list[float]:
+        scores = data["scores"]
+        if not isinstance(scores, list) or len(scores) != n:
+            raise MalformedResponse(f"expected {n} scores")
+        if not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores):
+            raise MalformedResponse("scores must be numbers")
+        return [float(s) for s in scores]
+
+    return check
+
+
+def _check_batch_scores(lengths: list[int]) -> Any:
+    def check(data: Any) -> list[list[float]]:
+        scores = data["scores"]
+        if not isinstance(scores, list) or len(scores) != len(lengths):
+            raise MalformedResponse(f"expected {len(lengths)} score lists")
+        return [_check_scores(n)({"scores": s}) for n, s in zip(lengths, scores, strict=True)]
+
+    return check
+
+
+def _server_root(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UserInputError(f"remote scorer URL {url!r} must start with http:// or https://")
+    for suffix in ("/v1/score", "/v1"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+    return url
+
+
+class RemoteScorer(BaseScorer):
+    """A Scorer served by ``agentq serve`` (the ``remote:URL`` SCORER spec).
+
+    Retries 503 (queue full), 429, 5xx and connection faults with backoff and jitter; raises
+    :class:`~agentq.integrations.openai_compat.RemoteRequestError` (a ``RemoteError``) for
+    401/413/422 and :class:`~agentq.integrations.openai_compat.RemoteUnavailableError` after
+    the last retry. ``score_batch`` sends one ``/v1/score_batch`` request per ``max_items``
+    items, which the server batches with everything else pending.
+
+    Args:
+        url: ``http://host:port`` of the server (``/v1`` or ``/v1/score`` suffixes are fine).
+        token: bearer token (default ``$AGENTQ_SERVE_TOKEN``).
+        timeout, connect_timeout, max_retries, backoff_base, concurrency: HTTP client settings.
+        max_items: items per ``/v1/score_batch`` request (the server's limit is 256 by default).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 4,
+        backoff_base: float = 0.25,
+        concurrency: int = 64,
+        max_items: int = 256,
+    ) -> None:
+        self.url = _server_root(url)
+        self.max_items = max(1, max_items)
+        self.spec = f"remote:{self.url}"
+        self.http = AsyncHTTPClient(
+            self.url,
+            api_key=token if token is not None else os.environ.get("AGENTQ_SERVE_TOKEN") or None,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            concurrency=concurrency,
+            retry=RetryPolicy(max_retries=max_retries, backoff_base=backoff_base),
+            name="agentq scoring server",
+        )
+
+    async def ascore(self, context: Context, actions: Sequence[str]) -> list[float]:
+        """Scores of ``actions`` in ``context`` from the server."""
+        actions = list(actions)
+        if not actions:
+            return []
+        body = {"context": [dict(m) for m in context], "actions": actions}
+        return await self.http.post("/v1/score", body, validate=_check_scores(len(actions)))
+
+    def score(self, context: Context, actions: Sequence[str]) -> list[float]:
+        """Sync twin of :meth:`ascore`."""
+        return self.http.run(self.ascore(context, actions))
+
+    async def ascore_batch(
+        self, items: Sequence[tuple[Context, Sequence[str]]]
+    ) -> list[list[float]]:
+        """Scores of several (context, actions) items (``/v1/score_batch``, chunked)."""
+        pairs: list[tuple[Context, list[str]]] = [(list(c), list(a)) for c, a in items]
+        chunks = [pairs[i : i + self.max_items] for i in range(0, len(pairs), self.max_items)]
+
+        async def one(chunk: list[tuple[Context, list[str]]]) -> list[list[float]]:
+            body = {"items": [{"context": [dict(m) for m in c], "actions": a} for c, a in chunk]}
+            return await self.http.post(
+                "/v1/score_batch", body, validate=_check_batch_scores([len(a) for _, a in chunk])
+            )
+
+        parts = await asyncio.gather(*(one(c) for c in chunks))
+        return [s for p in parts for s in p]
+
+    def score_batch(self, items: Sequence[tuple[Context, Sequence[str]]]) -> list[list[float]]:
+        """Sync twin of :meth:`ascore_batch`."""
+        return self.http.run(self.ascore_batch(items))
+
+    async def ahealth(self) -> dict[str, Any]:
+        """``GET /health``."""
+        return await self.http.get("/health")
+
+    def health(self) -> dict[str, Any]:
+        """Sync twin of :meth:`ahealth`."""
+        return self.http.run(self.ahealth())
+
+    async def ametrics(self) -> dict[str, Any]:
+        """``GET /metrics``."""
+        return await self.http.get("/metrics")
+
+    def metrics(self) -> dict[str, Any]:
+        """Sync twin of :meth:`ametrics`."""
+        return self.http.run(self.ametrics())
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the running loop."""
+        await self.http.aclose()
+
+    def close(self) -> None:
+        """Close the background loop's pool."""
+        self.http.close()
+
+    def __enter__(self) -> RemoteScorer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+_REMOTE_OPTIONS = frozenset(
+    {
+        "token",
+        "timeout",
+        "connect_timeout",
+        "max_retries",
+        "backoff_base",
+        "concurrency",
+        "max_items",
+    }
+)
+
+
+def remote_scorer_from_spec(url: str, **options: Any) -> RemoteScorer:
+    """Build a :class:`RemoteScorer` from the ``remote:URL`` SCORER spec's URL.
+
+    ``seed`` is accepted and ignored (the server's scores are deterministic); any other
+    unknown option is a :class:`UserInputError`.
+    """
+    opts = dict(options)
+    opts.pop("seed", None)
+    unknown = sorted(set(opts) - _REMOTE_OPTIONS)
+    if unknown:
+        raise UserInputError(f"unknown option(s) for a remote: scorer: {', '.join(unknown)}")
+    return RemoteScorer(url, **opts)
+
+
+# re-exported for users catching errors of the client
+RemoteErrors = (RemoteError, RemoteRequestError, RemoteUnavailableError)

@@ -1,0 +1,111 @@
+"""``agentq serve``: serve a Q-model (or any SCORER spec) over HTTP with dynamic batching.
+
+Heavy imports (torch, transformers, fastapi, uvicorn) happen inside the command body.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agentq.cli import cli_command
+from agentq.errors import UserInputError
+
+
+def _build_scorer(qmodel: Path | None, scorer: str, device: str | None) -> Any:
+    if (qmodel is None) == (not scorer):
+        raise UserInputError("give exactly one of --qmodel DIR or --scorer SPEC")
+    if qmodel is not None:
+        if not qmodel.is_dir():
+            raise UserInputError(f"Q-model directory not found: {qmodel}")
+        from agentq.models.scorer import QValueScorer
+
+        kw: dict[str, Any] = {}
+        if device:
+            kw["device"] = device
+        s = QValueScorer.from_pretrained(str(qmodel), **kw)
+        if not getattr(s, "spec", ""):
+            s.spec = f"qmodel:{qmodel}"
+        return s
+    from agentq.specs import resolve_scorer
+
+    if scorer.startswith("remote:"):
+        raise UserInputError("serving a remote: scorer would only proxy it; serve the model itself")
+    return resolve_scorer(scorer)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``agentq serve`` to the CLI."""
+
+    @app.command()
+    @cli_command
+    def serve(
+        qmodel: Path | None = typer.Option(None, help="Q-model directory (from agentq train)."),
+        scorer: str = typer.Option(
+            "", help="Any SCORER spec instead of --qmodel (e.g. toy-oracle)."
+        ),
+        host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
+        port: int = typer.Option(8000, help="TCP port."),
+        token: str | None = typer.Option(
+            None, envvar="AGENTQ_SERVE_TOKEN", help="Bearer token required by /v1/* and /metrics."
+        ),
+        max_batch: int = typer.Option(
+            32, help="Most requests scored in one batch (1: no batching)."
+        ),
+        batch_window_ms: float = typer.Option(
+            5.0, help="Wait this long for more requests per batch."
+        ),
+        max_batch_actions: int = typer.Option(1024, help="Most actions in one batch."),
+        max_queue: int = typer.Option(1024, help="Most requests waiting; more get 503."),
+        max_actions: int = typer.Option(64, help="Most actions per request (413 above)."),
+        max_context_tokens: int = typer.Option(
+            8192, help="Most context tokens per request (0: no limit)."
+        ),
+        max_body_bytes: int = typer.Option(
+            4 * 1024 * 1024, help="Largest request body (413 above)."
+        ),
+        no_batching: bool = typer.Option(
+            False, help="Score each request alone (same as --max-batch 1)."
+        ),
+        device: str | None = typer.Option(None, help="Device of the Q-model (default: automatic)."),
+        graceful_timeout: int = typer.Option(
+            60, help="Seconds to finish in-flight work on shutdown."
+        ),
+        log_level: str = typer.Option("info", help="uvicorn log level."),
+    ) -> None:
+        """Serve a Q-model over HTTP: POST /v1/score, GET /health, GET /metrics."""
+        if not 0 < port < 65536:
+            raise UserInputError(f"--port must be between 1 and 65535, not {port}")
+        from agentq.integrations.server import LOOPBACK, ServerConfig, create_app
+        from agentq.integrations.server import serve as run_server
+
+        try:
+            cfg = ServerConfig(
+                max_batch=1 if no_batching else max_batch,
+                batch_window_ms=0.0 if no_batching else batch_window_ms,
+                max_batch_actions=max_batch_actions,
+                max_queue=max_queue,
+                max_actions=max_actions,
+                max_context_tokens=max_context_tokens or None,
+                max_body_bytes=max_body_bytes,
+                token=token or None,
+            )
+        except ValueError as e:
+            raise UserInputError(str(e)) from e
+        if host not in LOOPBACK and not token:
+            typer.echo(
+                f"warning: serving on {host} without a token: anyone who can reach this port "
+                "can use the model (set --token or AGENTQ_SERVE_TOKEN)",
+                err=True,
+            )
+        model = _build_scorer(qmodel, scorer, device)
+        app_ = create_app(model, cfg)
+        typer.echo(
+            f"agentq serve: {getattr(model, 'spec', '') or type(model).__name__} on "
+            f"http://{host}:{port} (max batch {cfg.max_batch}, window {cfg.batch_window_ms} ms, "
+            f"queue {cfg.max_queue}{', token required' if token else ''})",
+            err=True,
+        )
+        run_server(app_, host, port, log_level=log_level, graceful_timeout=graceful_timeout)
