@@ -1,0 +1,1004 @@
+"""LangGraph integration: Q-value-guided action selection as one node, a prebuilt agent, rollouts.
+
+At each agent step the selection node samples N candidate assistant messages from the agent's own
+chat model (bound to its tools), renders each to the canonical action text
+(:func:`agentq.render.render_action`, the text a Q-model is trained and scored on), scores the
+distinct ones with any agentq ``Scorer`` and writes only the winning ``AIMessage`` into the state.
+
+What was considered is kept under one key, :data:`SELECTION_KEY` (``"agentq_selection"``): in the
+winner's ``response_metadata`` always, and as a state key when the state schema has one (the state
+of :func:`create_q_agent` does). Its value is a plain-JSON dict::
+
+    {"n": 5, "candidates": [{"text": ..., "count": 2, "logprob": None}, ...],
+     "scores": [0.3, 0.9, ...] | None, "index": 1, "sample_index": 3,
+     "scorer": "qmodel:out/", "warning": None}
+
+``candidates`` are the distinct samples (duplicates merged, each scored once), ``scores`` is
+aligned with them, ``index`` is the winner among them and ``sample_index`` the winning sample.
+
+Public names: :func:`to_openai_messages` (the one LangChain -> OpenAI message converter),
+:class:`QValueSelectionNode` / :func:`create_selection_node`, :func:`create_q_agent`,
+:class:`EnvTools` (an agentq environment as LangGraph tools), :func:`rollout` / :func:`arollout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    convert_to_messages,
+)
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
+from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
+from langgraph.errors import GraphBubbleUp
+from langgraph.graph import END, START, MessagesState, StateGraph
+from typing_extensions import NotRequired
+
+from agentq.errors import ProposerError, ScorerError
+from agentq.policies import merge_candidates
+from agentq.render import render_action, render_tool_call
+from agentq.search.best_of_n import pick
+from agentq.types import Candidate, Context, Message, Step, StepResult, Trajectory
+
+logger = logging.getLogger(__name__)
+
+SELECTION_KEY = "agentq_selection"
+"""The one key under which selection metadata is stored (response_metadata and state)."""
+
+CANDIDATE_TAG = "agentq:candidate"
+"""Tag on every candidate-sampling model run (so callback handlers can filter them)."""
+
+NOSTREAM_TAGS = ("nostream", "langsmith:nostream")
+"""Tags that keep a model run out of LangGraph's ``stream_mode="messages"`` (1.x and 0.x)."""
+
+OnError = Literal["raise", "fallback"]
+Sampling = Literal["auto", "n", "concurrent"]
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------------
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and block.get("type") == "text":
+                parts.append(str(block.get("text", "")))
+        return "".join(parts)
+    return "" if content is None else str(content)
+
+
+def _openai_tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return {
+        "id": call.get("id") or "",
+        "type": "function",
+        "function": {
+            "name": call.get("name", ""),
+            "arguments": json.dumps(call.get("args") or {}, sort_keys=True, ensure_ascii=False),
+        },
+    }
+
+
+def to_openai_messages(messages: Sequence[Any]) -> Context:
+    """Convert LangChain messages (or anything ``convert_to_messages`` takes) to OpenAI dicts.
+
+    This is the context handed to scorers. System, human, AI, tool and chat messages keep their
+    roles (``system``, ``user``, ``assistant``, ``tool``, the chat role); content blocks are
+    flattened to their text. An assistant turn with tool calls carries its canonical action text
+    (:func:`agentq.render.render_action`, the text Q-models are trained on) as ``content`` and the
+    calls in OpenAI form under ``tool_calls``; tool messages keep ``tool_call_id`` and ``name``.
+    """
+    out: Context = []
+    for m in convert_to_messages(list(messages)):
+        text = _text(m.content)
+        msg: Message
+        if isinstance(m, SystemMessage):
+            msg = {"role": "system", "content": text}
+        elif isinstance(m, HumanMessage):
+            msg = {"role": "user", "content": text}
+        elif isinstance(m, AIMessage):
+            calls = [dict(c) for c in m.tool_calls]
+            msg = {"role": "assistant", "content": render_action(text, calls) if calls else text}
+            if calls:
+                msg["tool_calls"] = [_openai_tool_call(c) for c in calls]
+        elif isinstance(m, ToolMessage):
+            msg = {"role": "tool", "content": text, "tool_call_id": m.tool_call_id}
+            if m.name:
+                msg["name"] = m.name
+        else:
+            role = getattr(m, "role", None) or {"function": "tool"}.get(m.type, m.type)
+            msg = {"role": str(role), "content": text}
+        out.append(msg)
+    return out
+
+
+def candidate_text(message: AIMessage) -> str:
+    """The canonical action text of an assistant message (its text, then one line per call)."""
+    return render_action(_text(message.content), [dict(c) for c in message.tool_calls])
+
+
+def selection_of(message: BaseMessage) -> dict[str, Any] | None:
+    """The selection metadata a selected ``AIMessage`` carries (None for other messages)."""
+    meta = getattr(message, "response_metadata", None) or {}
+    value = meta.get(SELECTION_KEY)
+    return value if isinstance(value, dict) else None
+
+
+# --------------------------------------------------------------------------------------------
+# Selection (shared by the node and the middleware)
+# --------------------------------------------------------------------------------------------
+def _check_scores(scores: Any, k: int) -> list[float]:
+    out = [float(s) for s in scores]
+    if len(out) != k:
+        raise ScorerError(f"scorer returned {len(out)} scores for {k} candidates")
+    if any(math.isnan(s) for s in out):
+        raise ScorerError("scorer returned NaN")
+    return out
+
+
+def _candidate(msg: AIMessage) -> Candidate:
+    meta = msg.response_metadata or {}
+    lp = meta.get("logprob")
+    usage: dict[str, Any] = dict(msg.usage_metadata or {})
+    return Candidate(
+        candidate_text(msg),
+        logprob=float(lp) if isinstance(lp, (int, float)) else None,
+        tokens=usage.get("output_tokens"),
+    )
+
+
+@dataclass
+class _Prepared:
+    cands: list[Candidate]
+    texts: list[str]
+
+
+def _prepare(samples: Sequence[AIMessage]) -> _Prepared:
+    texts = [candidate_text(m) for m in samples]
+    return _Prepared(merge_candidates([_candidate(m) for m in samples]), texts)
+
+
+def _finish(
+    samples: Sequence[AIMessage],
+    prep: _Prepared,
+    scores: list[float] | None,
+    *,
+    scorer: Any,
+    warning: str | None,
+) -> tuple[int, dict[str, Any]]:
+    """Pick the winner; returns (sample index, metadata dict)."""
+    if scores is None:
+        sample_index = 0
+        index = [c.text for c in prep.cands].index(prep.texts[0])
+    else:
+        index = pick(prep.cands, scores)
+        sample_index = prep.texts.index(prep.cands[index].text)
+    meta: dict[str, Any] = {
+        "n": len(samples),
+        "candidates": [
+            {"text": c.text, "count": c.count, "logprob": c.logprob} for c in prep.cands
+        ],
+        "scores": scores,
+        "index": index,
+        "sample_index": sample_index,
+        "scorer": getattr(scorer, "spec", "") or type(scorer).__name__,
+        "warning": warning,
+    }
+    return sample_index, meta
+
+
+def _scorer_failed(e: BaseException, on_error: str) -> str:
+    if isinstance(e, GraphBubbleUp):
+        raise e
+    if on_error == "raise":
+        if isinstance(e, ScorerError):
+            raise e
+        raise ScorerError(f"scorer failed: {type(e).__name__}: {e}") from e
+    msg = f"scorer failed ({type(e).__name__}: {e}); fell back to the first sample"
+    logger.warning(msg)
+    return msg
+
+
+def select_sync(
+    samples: Sequence[AIMessage], context: Context, scorer: Any, on_error: OnError = "raise"
+) -> tuple[int, dict[str, Any]]:
+    """Score the distinct samples once each and pick the best: (winning sample index, metadata).
+
+    With ``on_error="fallback"`` a failing scorer makes the first sample win, with a
+    ``warning`` in the metadata; with ``"raise"`` a :class:`~agentq.errors.ScorerError` is
+    raised. Interrupts (``GraphBubbleUp``) always pass through.
+    """
+    prep = _prepare(samples)
+    if len(prep.cands) == 1:
+        return _finish(samples, prep, None, scorer=scorer, warning=None)
+    try:
+        scores = _check_scores(scorer.score(context, [c.text for c in prep.cands]), len(prep.cands))
+    except Exception as e:  # GraphBubbleUp re-raised; the policy decides the rest
+        return _finish(samples, prep, None, scorer=scorer, warning=_scorer_failed(e, on_error))
+    return _finish(samples, prep, scores, scorer=scorer, warning=None)
+
+
+async def aselect(
+    samples: Sequence[AIMessage], context: Context, scorer: Any, on_error: OnError = "raise"
+) -> tuple[int, dict[str, Any]]:
+    """Async twin of :func:`select_sync` (uses ``ascore``, or ``score`` in a worker thread)."""
+    prep = _prepare(samples)
+    if len(prep.cands) == 1:
+        return _finish(samples, prep, None, scorer=scorer, warning=None)
+    actions = [c.text for c in prep.cands]
+    try:
+        if callable(getattr(scorer, "ascore", None)):
+            raw = await scorer.ascore(context, actions)
+        else:
+            raw = await asyncio.to_thread(scorer.score, context, actions)
+        scores = _check_scores(raw, len(prep.cands))
+    except Exception as e:  # GraphBubbleUp re-raised; the policy decides the rest
+        return _finish(samples, prep, None, scorer=scorer, warning=_scorer_failed(e, on_error))
+    return _finish(samples, prep, scores, scorer=scorer, warning=None)
+
+
+def with_selection(message: AIMessage, meta: dict[str, Any]) -> AIMessage:
+    """A copy of ``message`` with ``meta`` under :data:`SELECTION_KEY` in its response_metadata."""
+    return message.model_copy(
+        update={"response_metadata": {**(message.response_metadata or {}), SELECTION_KEY: meta}}
+    )
+
+
+def candidate_config(
+    config: RunnableConfig | None, hide_candidates: bool = False
+) -> RunnableConfig:
+    """The config candidate samples run under: tagged so they never reach the messages stream.
+
+    The tags :data:`NOSTREAM_TAGS` keep LangGraph's ``stream_mode="messages"`` from emitting
+    them and :data:`CANDIDATE_TAG` lets other callback handlers tell them apart; tracing still
+    sees them. With ``hide_candidates`` the samples run with no callbacks at all.
+    """
+    cfg: dict[str, Any] = dict(ensure_config(config))
+    cfg.pop("run_id", None)
+    cfg.pop("run_name", None)
+    tags = [t for t in cfg.get("tags") or [] if t not in (*NOSTREAM_TAGS, CANDIDATE_TAG)]
+    cfg["tags"] = [*tags, *NOSTREAM_TAGS, CANDIDATE_TAG]
+    if hide_candidates:
+        cfg["callbacks"] = []
+    return cfg  # type: ignore[return-value]
+
+
+def _unwrap(model: Any) -> tuple[BaseChatModel | None, dict[str, Any]]:
+    kwargs: dict[str, Any] = {}
+    while isinstance(model, RunnableBinding):
+        if model.config_factories:
+            return None, {}
+        kwargs = {**model.kwargs, **kwargs}
+        model = model.bound
+    return (model, kwargs) if isinstance(model, BaseChatModel) else (None, {})
+
+
+def supports_n(model: Any) -> bool:
+    """True when the (possibly tool-bound) chat model has an ``n`` setting (one call, N samples)."""
+    chat, _ = _unwrap(model)
+    return chat is not None and "n" in type(chat).model_fields
+
+
+def _use_n(model: Any, sampling: str) -> bool:
+    if sampling == "concurrent":
+        return False
+    if sampling == "n":
+        if _unwrap(model)[0] is None:
+            raise ValueError("sampling='n' needs a chat model (or one bound with bind_tools)")
+        return True
+    return supports_n(model)
+
+
+def _as_ai(msg: Any) -> AIMessage:
+    if isinstance(msg, AIMessage):
+        return msg
+    if isinstance(msg, BaseMessage):
+        return AIMessage(content=msg.content, id=msg.id)
+    return AIMessage(content=str(msg))
+
+
+def _gather_errors(results: Sequence[Any], n: int) -> tuple[list[AIMessage], str | None]:
+    samples: list[AIMessage] = []
+    errors: list[BaseException] = []
+    for r in results:
+        if isinstance(r, GraphBubbleUp):
+            raise r
+        if isinstance(r, BaseException):
+            errors.append(r)
+        else:
+            samples.append(_as_ai(r))
+    if not samples:
+        if errors:
+            raise errors[0]
+        raise ProposerError("the model returned no candidates")
+    warning = None
+    if errors:
+        e = errors[0]
+        warning = f"{len(errors)} of {n} samples failed ({type(e).__name__}: {e})"
+        logger.warning(warning)
+    return samples, warning
+
+
+def sample_sync(
+    model: Runnable[Any, Any],
+    messages: Sequence[BaseMessage],
+    n: int,
+    config: RunnableConfig | None = None,
+    *,
+    sampling: Sampling = "auto",
+    hide_candidates: bool = False,
+) -> tuple[list[AIMessage], str | None]:
+    """Sample ``n`` candidate messages with streaming suppressed: (samples, warning or None).
+
+    One call with the provider's ``n`` when the model has that setting (``sampling="auto"`` or
+    ``"n"``), else ``n`` concurrent calls (``model.batch``; ``max_concurrency`` from the config).
+    Failed samples are dropped with a warning; when all fail the first error is raised.
+    """
+    cfg = candidate_config(config, hide_candidates)
+    if _use_n(model, sampling):
+        chat, kwargs = _unwrap(model)
+        assert chat is not None
+        result = chat.generate(
+            [list(messages)],
+            callbacks=cfg.get("callbacks"),
+            tags=cfg.get("tags"),
+            metadata=cfg.get("metadata"),
+            **{**kwargs, "n": n},
+        )
+        return _gather_errors([getattr(g, "message", g) for g in result.generations[0]], n)
+    results = model.batch([list(messages)] * n, cfg, return_exceptions=True)
+    return _gather_errors(results, n)
+
+
+async def asample(
+    model: Runnable[Any, Any],
+    messages: Sequence[BaseMessage],
+    n: int,
+    config: RunnableConfig | None = None,
+    *,
+    sampling: Sampling = "auto",
+    hide_candidates: bool = False,
+) -> tuple[list[AIMessage], str | None]:
+    """Async twin of :func:`sample_sync` (``agenerate`` with ``n``, or ``model.abatch``)."""
+    cfg = candidate_config(config, hide_candidates)
+    if _use_n(model, sampling):
+        chat, kwargs = _unwrap(model)
+        assert chat is not None
+        result = await chat.agenerate(
+            [list(messages)],
+            callbacks=cfg.get("callbacks"),
+            tags=cfg.get("tags"),
+            metadata=cfg.get("metadata"),
+            **{**kwargs, "n": n},
+        )
+        return _gather_errors([getattr(g, "message", g) for g in result.generations[0]], n)
+    results = await model.abatch([list(messages)] * n, cfg, return_exceptions=True)
+    return _gather_errors(results, n)
+
+
+# --------------------------------------------------------------------------------------------
+# The node
+# --------------------------------------------------------------------------------------------
+def _state_messages(state: Any, key: str) -> list[BaseMessage]:
+    if isinstance(state, dict):
+        msgs = state.get(key)
+    elif isinstance(state, list):
+        msgs = state
+    else:
+        msgs = getattr(state, key, None)
+    if msgs is None:
+        raise ValueError(f"no {key!r} in the state given to the selection node")
+    return list(convert_to_messages(msgs))
+
+
+class QValueSelectionNode(Runnable[Any, dict[str, Any]]):
+    """A LangGraph node that picks the agent's next message by Q value (sync and async).
+
+    Use it where a ReAct graph has its model node: ``graph.add_node("agent", node)``. It reads
+    ``state["messages"]``, samples ``n`` candidates from ``model`` (the chat model already bound
+    to its tools; the provider's ``n`` when supported, concurrent calls otherwise), scores the
+    distinct candidates' canonical action texts with ``scorer`` in the context
+    :func:`to_openai_messages` gives, and returns ``{"messages": [winner]}`` (plus
+    ``{state_key: metadata}`` when ``state_key`` is set). ``n=1`` is a plain model call.
+
+    Args:
+        model: the agent's chat model (a ``Runnable`` taking messages and returning an AIMessage).
+        scorer: any agentq Scorer (``score``/``ascore``).
+        n: candidates per step.
+        prompt: optional system prompt put before the state's messages (not stored in state).
+        on_error: ``"raise"`` or ``"fallback"`` (first sample wins, warning in the metadata).
+        sampling: ``"auto"``, ``"n"`` (provider's n) or ``"concurrent"``.
+        hide_candidates: run samples with no callbacks at all (not even tracing).
+        messages_key: the state key of the message list.
+        state_key: also write the metadata to this state key (it must be in the schema).
+    """
+
+    def __init__(
+        self,
+        model: Runnable[Any, Any],
+        scorer: Any,
+        n: int = 5,
+        *,
+        prompt: str | SystemMessage | None = None,
+        on_error: OnError = "raise",
+        sampling: Sampling = "auto",
+        hide_candidates: bool = False,
+        messages_key: str = "messages",
+        state_key: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        if on_error not in ("raise", "fallback"):
+            raise ValueError("on_error must be 'raise' or 'fallback'")
+        if sampling not in ("auto", "n", "concurrent"):
+            raise ValueError("sampling must be 'auto', 'n' or 'concurrent'")
+        self.model = model
+        self.scorer = scorer
+        self.n = n
+        self.prompt = SystemMessage(content=prompt) if isinstance(prompt, str) else prompt
+        self.on_error: OnError = on_error
+        self.sampling: Sampling = sampling
+        self.hide_candidates = hide_candidates
+        self.messages_key = messages_key
+        self.state_key = state_key
+        self.name = name or "QValueSelectionNode"
+
+    def _inputs(self, state: Any) -> list[BaseMessage]:
+        msgs = _state_messages(state, self.messages_key)
+        return [self.prompt, *msgs] if self.prompt is not None else msgs
+
+    def _update(self, message: AIMessage, meta: dict[str, Any] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {self.messages_key: [message]}
+        if self.state_key is not None and meta is not None:
+            out[self.state_key] = meta
+        return out
+
+    def invoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Select the next message for state ``input`` (sync)."""
+        msgs = self._inputs(input)
+        if self.n == 1:
+            return self._update(_as_ai(self.model.invoke(msgs, config)), None)
+        samples, warn = sample_sync(
+            self.model,
+            msgs,
+            self.n,
+            config,
+            sampling=self.sampling,
+            hide_candidates=self.hide_candidates,
+        )
+        i, meta = select_sync(samples, to_openai_messages(msgs), self.scorer, self.on_error)
+        meta = _merge_warning(meta, warn)
+        return self._update(with_selection(samples[i], meta), meta)
+
+    async def ainvoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Select the next message for state ``input`` (async)."""
+        msgs = self._inputs(input)
+        if self.n == 1:
+            return self._update(_as_ai(await self.model.ainvoke(msgs, config)), None)
+        samples, warn = await asample(
+            self.model,
+            msgs,
+            self.n,
+            config,
+            sampling=self.sampling,
+            hide_candidates=self.hide_candidates,
+        )
+        i, meta = await aselect(samples, to_openai_messages(msgs), self.scorer, self.on_error)
+        meta = _merge_warning(meta, warn)
+        return self._update(with_selection(samples[i], meta), meta)
+
+
+def _merge_warning(meta: dict[str, Any], warn: str | None) -> dict[str, Any]:
+    if warn:
+        meta["warning"] = f"{meta['warning']}; {warn}" if meta.get("warning") else warn
+    return meta
+
+
+def create_selection_node(
+    model: Runnable[Any, Any],
+    scorer: Any,
+    n: int = 5,
+    **options: Any,
+) -> QValueSelectionNode:
+    """Build a :class:`QValueSelectionNode` (``options`` are its keyword arguments)."""
+    return QValueSelectionNode(model, scorer, n, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# The prebuilt agent
+# --------------------------------------------------------------------------------------------
+class QAgentState(MessagesState):
+    """State of :func:`create_q_agent`: the messages and the latest selection's metadata."""
+
+    agentq_selection: NotRequired[dict[str, Any]]
+
+
+def _tools_condition(messages_key: str) -> Callable[[Any], str]:
+    def route(state: Any) -> str:
+        msgs = state.get(messages_key) if isinstance(state, dict) else getattr(state, messages_key)
+        last = msgs[-1] if msgs else None
+        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    return route
+
+
+def create_q_agent(
+    model: BaseChatModel | Runnable[Any, Any] | str,
+    tools: Sequence[BaseTool | Callable[..., Any]] | Any,
+    scorer: Any,
+    n: int = 5,
+    *,
+    prompt: str | SystemMessage | None = None,
+    tool_choice: Any = None,
+    checkpointer: Any = None,
+    store: Any = None,
+    interrupt_before: list[str] | None = None,
+    interrupt_after: list[str] | None = None,
+    state_schema: type[Any] | None = None,
+    on_error: OnError = "raise",
+    sampling: Sampling = "auto",
+    hide_candidates: bool = False,
+    name: str | None = None,
+    debug: bool = False,
+) -> Any:
+    """A ReAct agent graph whose model node is the Q-value selection node; compiled.
+
+    Shaped like LangGraph's prebuilt factories: nodes ``"agent"`` (the
+    :class:`QValueSelectionNode`) and ``"tools"`` (a ``ToolNode``), the usual conditional edge
+    (tools when the last message has tool calls, else the end), and ``checkpointer``,
+    ``store``, ``interrupt_before``/``interrupt_after``, ``name``, ``debug`` passed to
+    ``compile``. ``model`` is a chat model (bound here with ``bind_tools(tools, tool_choice=...)``),
+    an already bound runnable, or a local MODEL spec string (``"smollm2"``, a directory) for
+    :class:`~agentq.integrations.chat_model.LocalChatModel`. ``tools`` may also be an
+    :class:`EnvTools`. The state (default :class:`QAgentState`) gets the latest selection
+    metadata under ``"agentq_selection"``.
+    """
+    from langgraph.prebuilt import ToolNode
+
+    if isinstance(tools, EnvTools):
+        tools = tools.tools
+    tool_list = list(tools or [])
+    if isinstance(model, str):
+        from agentq.integrations.chat_model import LocalChatModel
+
+        model = LocalChatModel(model=model)
+    bound: Runnable[Any, Any] = model  # type: ignore[assignment]
+    if tool_list and isinstance(model, BaseChatModel):
+        kw = {"tool_choice": tool_choice} if tool_choice is not None else {}
+        bound = model.bind_tools(tool_list, **kw)
+    schema = state_schema or QAgentState
+    has_key = SELECTION_KEY in getattr(schema, "__annotations__", {}) or any(
+        SELECTION_KEY in getattr(b, "__annotations__", {}) for b in getattr(schema, "__mro__", ())
+    )
+    node = QValueSelectionNode(
+        bound,
+        scorer,
+        n,
+        prompt=prompt,
+        on_error=on_error,
+        sampling=sampling,
+        hide_candidates=hide_candidates,
+        state_key=SELECTION_KEY if has_key else None,
+    )
+    graph = StateGraph(schema)
+    graph.add_node("agent", node)
+    graph.add_edge(START, "agent")
+    if tool_list:
+        graph.add_node("tools", ToolNode(tool_list))
+        graph.add_conditional_edges("agent", _tools_condition("messages"), ["tools", END])
+        graph.add_edge("tools", "agent")
+    else:
+        graph.add_edge("agent", END)
+    return graph.compile(
+        checkpointer=checkpointer,
+        store=store,
+        interrupt_before=interrupt_before,
+        interrupt_after=interrupt_after,
+        debug=debug,
+        name=name or "q_agent",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Environments as tools, rollouts
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Record:
+    tool_call_id: str | None
+    message_id: str | None
+    action: str
+    result: StepResult
+
+
+class EnvTools:
+    """An agentq environment exposed as LangGraph tools, recording every step for rollouts.
+
+    One tool (default name ``act``) takes ``action``, the environment's action text (for
+    example ``open[A]`` or ``search[red shoes]``), executes it with ``env.step`` and returns the
+    observation. Its rendered call (``Tool call: {"arguments":{"action":"open[A]"},"name":"act"}``)
+    contains the action text, so Scorers that read env actions from the text work on it too.
+    Build the agent with ``env_tools.tools`` and pass this object to :func:`rollout`.
+    Steps are serialised with a lock (a ``ToolNode`` may run parallel calls in threads).
+    """
+
+    def __init__(self, env: Any, *, name: str = "act", description: str | None = None) -> None:
+        import threading
+
+        self.env = env
+        self.name = name
+        self.records: list[_Record] = []
+        self.done = False
+        self.reward = 0.0
+        self.task_id: str | None = None
+        self._lock = threading.Lock()
+        self._tool = StructuredTool.from_function(
+            func=self._act,
+            name=name,
+            description=description or self._describe(),
+        )
+
+    def _describe(self) -> str:
+        env_name = getattr(self.env, "name", "the")
+        return (
+            f"Take one action in the {env_name} environment and get the observation back. "
+            "`action` is the action text exactly as the environment expects it "
+            "(for example open[A], search[query] or click[item])."
+        )
+
+    @property
+    def tools(self) -> list[BaseTool]:
+        """The tools to give the agent."""
+        return [self._tool]
+
+    def _act(self, action: str, tool_call_id: Annotated[str, InjectedToolCallId]) -> str:
+        """Execute ``action`` in the environment and return the observation."""
+        return self.step(action, tool_call_id=tool_call_id)
+
+    def reset(self, task_id: str) -> list[BaseMessage]:
+        """Start ``task_id``; return its context as LangChain messages."""
+        with self._lock:
+            context = self.env.reset(task_id)
+            self.records = []
+            self.done = False
+            self.reward = 0.0
+            self.task_id = task_id
+        self.context: Context = list(context)
+        return list(convert_to_messages([dict(m) for m in context]))
+
+    def step(
+        self, action: str, *, tool_call_id: str | None = None, message_id: str | None = None
+    ) -> str:
+        """Execute ``action`` (text) and record the step; returns the observation text."""
+        with self._lock:
+            result = StepResult(*self.env.step(action))
+            self.records.append(_Record(tool_call_id, message_id, action, result))
+            self.reward += float(result.reward)
+            self.done = self.done or bool(result.done)
+        return result.observation
+
+
+@dataclass
+class RolloutResult:
+    """Trajectories of one rollout and their metrics."""
+
+    trajectories: list[Trajectory]
+    wall_s: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of tasks with full reward."""
+        return self.metrics.get("success_rate", 0.0)
+
+    @property
+    def mean_reward(self) -> float:
+        """Mean total reward per task."""
+        return self.metrics.get("mean_reward", 0.0)
+
+    @property
+    def mean_steps(self) -> float:
+        """Mean number of environment steps per task."""
+        return self.metrics.get("mean_steps", 0.0)
+
+
+def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
+    """Success rate, mean reward, mean steps, invalid-action rate, errors and model calls."""
+    k = len(trajectories)
+    if not k:
+        return {
+            "tasks": 0,
+            "success_rate": 0.0,
+            "mean_reward": 0.0,
+            "mean_steps": 0.0,
+            "invalid_rate": 0.0,
+            "errors": 0,
+            "model_calls": 0,
+        }
+    steps = sum(len(t.steps) for t in trajectories)
+    invalid = sum(1 for t in trajectories for s in t.steps if s.info.get("invalid"))
+    return {
+        "tasks": k,
+        "success_rate": sum(t.success for t in trajectories) / k,
+        "mean_reward": sum(t.reward for t in trajectories) / k,
+        "mean_steps": steps / k,
+        "invalid_rate": invalid / steps if steps else 0.0,
+        "errors": sum(1 for t in trajectories if t.error),
+        "model_calls": sum(t.model_calls for t in trajectories),
+    }
+
+
+def _reseed(env: Any, seed: int, task_id: str) -> None:
+    from agentq.search.mcts import task_seed
+
+    s = task_seed(seed, task_id)
+    if callable(getattr(env, "seed", None)):
+        env.seed(s)
+    random.seed(s)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(s)
+
+
+def _build_trajectory(et: EnvTools, task_id: str, messages: Sequence[BaseMessage]) -> Trajectory:
+    by_call: dict[str, AIMessage] = {}
+    by_id: dict[str, AIMessage] = {}
+    calls = tokens = 0
+    for m in messages:
+        if isinstance(m, AIMessage):
+            sel = selection_of(m)
+            calls += int(sel["n"]) if sel else 1
+            usage: dict[str, Any] = dict(m.usage_metadata or {})
+            tokens += int(usage.get("output_tokens", 0))
+            if m.id:
+                by_id[m.id] = m
+            for c in m.tool_calls:
+                if c.get("id"):
+                    by_call[str(c["id"])] = m
+    steps = []
+    for r in et.records:
+        ai = by_call.get(r.tool_call_id or "") or by_id.get(r.message_id or "")
+        action = (
+            candidate_text(ai)
+            if ai is not None
+            else render_tool_call(et.name, {"action": r.action})
+        )
+        sel = selection_of(ai) if ai is not None else None
+        steps.append(
+            Step(
+                action=action,
+                observation=r.result.observation,
+                reward=float(r.result.reward),
+                done=bool(r.result.done),
+                info=dict(r.result.info or {}),
+                candidates=[c["text"] for c in sel["candidates"]] if sel else None,
+                scores=list(sel["scores"]) if sel and sel.get("scores") is not None else None,
+            )
+        )
+    return Trajectory(
+        task_id=task_id,
+        context=list(et.context),
+        steps=steps,
+        reward=et.reward,
+        done=et.done,
+        model_calls=calls,
+        tokens=tokens,
+    )
+
+
+def _rollout_setup(agent: Any, env: Any) -> tuple[Any, EnvTools]:
+    et = env if isinstance(env, EnvTools) else EnvTools(env)
+    if not isinstance(agent, Runnable) and callable(agent):
+        agent = agent(et.tools)
+    return agent, et
+
+
+def _task_list(
+    et: EnvTools, split: str, tasks: Sequence[str] | None, limit: int | None
+) -> list[str]:
+    ids = list(tasks) if tasks is not None else list(et.env.tasks(split))
+    return ids[:limit] if limit is not None else ids
+
+
+def _text_turn(et: EnvTools, messages: Sequence[BaseMessage]) -> AIMessage | None:
+    last = messages[-1] if messages else None
+    if isinstance(last, AIMessage) and not last.tool_calls and _text(last.content).strip():
+        return last
+    return None
+
+
+def _config_for(config: RunnableConfig | None, task_id: str, max_steps: int) -> RunnableConfig:
+    cfg: dict[str, Any] = dict(config or {})
+    configurable = dict(cfg.get("configurable") or {})
+    configurable.setdefault("thread_id", f"agentq-rollout-{task_id}-{uuid.uuid4().hex[:8]}")
+    cfg["configurable"] = configurable
+    cfg.setdefault("recursion_limit", 4 * max_steps + 10)
+    return cfg  # type: ignore[return-value]
+
+
+def rollout(
+    agent: Any,
+    env: EnvTools | Any,
+    *,
+    split: str = "test",
+    tasks: Sequence[str] | None = None,
+    limit: int | None = None,
+    max_steps: int | None = None,
+    text_actions: bool = True,
+    seed: int = 0,
+    config: RunnableConfig | None = None,
+    progress: bool = False,
+) -> RolloutResult:
+    """Run a compiled LangGraph agent over an environment's tasks; trajectories and metrics.
+
+    ``agent`` is a compiled graph built with ``env.tools`` (``env`` an :class:`EnvTools`) and
+    taking ``{"messages": [...]}``, or a callable ``tools -> compiled graph`` (then ``env`` may
+    be a plain agentq environment). Each task starts from the environment's context; the run
+    stops as soon as the episode is done. With ``text_actions`` an assistant turn that ends the
+    graph without a tool call is executed as a text action and its observation sent back as a
+    user message (``Observation: ...``), so text-acting agents work too. At most ``max_steps``
+    environment steps per task (default: the environment's ``max_steps``). An exception in one
+    task is recorded in its trajectory's ``error`` and the rollout goes on.
+    """
+    agent, et = _rollout_setup(agent, env)
+    limit_steps = max_steps or int(getattr(et.env, "max_steps", 0) or 15)
+    ids = _task_list(et, split, tasks, limit)
+    trajectories = []
+    t0 = time.perf_counter()
+    bar = _bar(len(ids), progress)
+    for tid in ids:
+        ts = time.perf_counter()
+        _reseed(et.env, seed, tid)
+        messages: list[BaseMessage] = et.reset(tid)
+        cfg = _config_for(config, tid, limit_steps)
+        error = None
+        try:
+            while True:
+                for chunk in agent.stream({"messages": messages}, cfg, stream_mode="values"):
+                    if isinstance(chunk, dict) and "messages" in chunk:
+                        messages = list(chunk["messages"])
+                    if et.done or len(et.records) >= limit_steps:
+                        break
+                if not _continue_text(et, messages, text_actions, limit_steps):
+                    break
+                messages = [
+                    *messages,
+                    HumanMessage(content=f"Observation: {et.records[-1].result.observation}"),
+                ]
+        except Exception as e:  # noqa: BLE001 - recorded, the rollout goes on
+            if isinstance(e, GraphBubbleUp):
+                raise
+            error = f"{type(e).__name__}: {e}"
+        traj = _build_trajectory(et, tid, messages)
+        traj.error = error
+        traj.wall_s = time.perf_counter() - ts
+        trajectories.append(traj)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return RolloutResult(trajectories, time.perf_counter() - t0, rollout_metrics(trajectories))
+
+
+def _continue_text(
+    et: EnvTools, messages: Sequence[BaseMessage], text_actions: bool, limit: int
+) -> bool:
+    if et.done or len(et.records) >= limit or not text_actions:
+        return False
+    turn = _text_turn(et, messages)
+    if turn is None:
+        return False
+    et.step(_text(turn.content), message_id=turn.id)
+    return not et.done and len(et.records) < limit
+
+
+async def arollout(
+    agent: Any,
+    env: EnvTools | Any,
+    *,
+    split: str = "test",
+    tasks: Sequence[str] | None = None,
+    limit: int | None = None,
+    max_steps: int | None = None,
+    text_actions: bool = True,
+    seed: int = 0,
+    config: RunnableConfig | None = None,
+    progress: bool = False,
+) -> RolloutResult:
+    """Async twin of :func:`rollout` (``agent.astream``; tasks run one after another, since an
+    environment runs one episode at a time)."""
+    agent, et = _rollout_setup(agent, env)
+    limit_steps = max_steps or int(getattr(et.env, "max_steps", 0) or 15)
+    ids = _task_list(et, split, tasks, limit)
+    trajectories = []
+    t0 = time.perf_counter()
+    bar = _bar(len(ids), progress)
+    for tid in ids:
+        ts = time.perf_counter()
+        _reseed(et.env, seed, tid)
+        messages: list[BaseMessage] = et.reset(tid)
+        cfg = _config_for(config, tid, limit_steps)
+        error = None
+        try:
+            while True:
+                async for chunk in agent.astream({"messages": messages}, cfg, stream_mode="values"):
+                    if isinstance(chunk, dict) and "messages" in chunk:
+                        messages = list(chunk["messages"])
+                    if et.done or len(et.records) >= limit_steps:
+                        break
+                if not _continue_text(et, messages, text_actions, limit_steps):
+                    break
+                messages = [
+                    *messages,
+                    HumanMessage(content=f"Observation: {et.records[-1].result.observation}"),
+                ]
+        except Exception as e:  # noqa: BLE001
+            if isinstance(e, GraphBubbleUp):
+                raise
+            error = f"{type(e).__name__}: {e}"
+        traj = _build_trajectory(et, tid, messages)
+        traj.error = error
+        traj.wall_s = time.perf_counter() - ts
+        trajectories.append(traj)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return RolloutResult(trajectories, time.perf_counter() - t0, rollout_metrics(trajectories))
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="rollout", unit="task")
+
+
+__all__ = [
+    "CANDIDATE_TAG",
+    "SELECTION_KEY",
+    "EnvTools",
+    "QAgentState",
+    "QValueSelectionNode",
+    "RolloutResult",
+    "aselect",
+    "arollout",
+    "asample",
+    "candidate_config",
+    "candidate_text",
+    "create_q_agent",
+    "create_selection_node",
+    "rollout",
+    "rollout_metrics",
+    "sample_sync",
+    "select_sync",
+    "selection_of",
+    "supports_n",
+    "to_openai_messages",
+    "with_selection",
+]
