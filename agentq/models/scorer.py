@@ -1,0 +1,436 @@
+"""Prefix-shared Q-value scoring with a step-level DPO model (LoRA adapter on a base LM).
+
+    Q(s, a) = beta * sum_t [ log pi_theta(a_t | s, a_<t) - log pi_ref(a_t | s, a_<t) ]
+
+where pi_theta is the base with the adapter and pi_ref the base with the adapter disabled (one
+model in memory). The action tokens are the assistant turn under the chat template, including
+its end-of-turn token (:func:`agentq.render.tokenize_for_scoring`), with the context truncated
+from the left exactly as in training. ``aggregation="mean"`` averages over tokens instead.
+
+Prefix sharing: each distinct context runs through the model once per model (adapter on and
+off), in one padded batch across contexts; its KV cache is then expanded to the N candidates,
+which run in one batched pass computing logits only at action positions. The result equals a
+naive full-sequence computation (:func:`naive_logprobs`) to float rounding.
+
+The core, :func:`score_items` / :func:`prefix_shared_logprobs`, takes a list of
+(context, actions) items so a server can batch many requests into one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentq.errors import ScorerError, UserInputError
+from agentq.protocols import BaseScorer
+from agentq.render import tokenize_for_scoring
+from agentq.types import Context
+
+Item = tuple[Context, Sequence[str]]
+"""One scoring request: a context and the candidate actions taken in it."""
+
+
+@dataclass
+class _Group:
+    """Candidates of one item that share the exact same (possibly truncated) prompt."""
+
+    item: int
+    prompt: list[int]
+    members: list[int]  # action indices within the item
+    actions: list[list[int]]
+
+
+def model_max_length(model: Any) -> int | None:
+    """The longest sequence the model's positions allow (None when unknown)."""
+    cfg = getattr(model, "config", None)
+    n = getattr(cfg, "max_position_embeddings", None)
+    return int(n) if n else None
+
+
+def encode_items(
+    tokenizer: Any, items: Sequence[Item], max_length: int | None = None
+) -> list[list[tuple[list[int], list[int]]]]:
+    """Token ids (prompt, action) for every action of every item, as training sees them.
+
+    Raises ``UserInputError`` when an action alone does not fit in ``max_length``.
+    """
+    out = []
+    for context, actions in items:
+        row = []
+        for a in actions:
+            try:
+                row.append(tokenize_for_scoring(tokenizer, list(context), a, max_length))
+            except ValueError as e:
+                raise UserInputError(f"cannot score this action: {e}") from e
+        out.append(row)
+    return out
+
+
+def _groups(encoded: list[list[tuple[list[int], list[int]]]]) -> list[_Group]:
+    groups: list[_Group] = []
+    for i, row in enumerate(encoded):
+        by_prompt: dict[tuple[int, ...], _Group] = {}
+        for j, (prompt, action) in enumerate(row):
+            key = tuple(prompt)
+            g = by_prompt.get(key)
+            if g is None:
+                g = by_prompt[key] = _Group(i, prompt, [], [])
+                groups.append(g)
+            g.members.append(j)
+            g.actions.append(action)
+    return groups
+
+
+def _expand_cache(cache: Any, index: Any, config: Any) -> Any:
+    """A new cache whose batch rows are ``cache``'s rows at ``index`` (rows may repeat)."""
+    from transformers import DynamicCache
+
+    layers = getattr(cache, "layers", None)
+    if layers is not None and all(getattr(layer, "keys", None) is not None for layer in layers):
+        data = [
+            (layer.keys.index_select(0, index), layer.values.index_select(0, index))
+            for layer in layers
+        ]
+        return DynamicCache(ddp_cache_data=data, config=config)
+    import copy
+
+    new = copy.deepcopy(cache)
+    new.batch_select_indices(index)
+    return new
+
+
+def _cache_kwarg(model: Any) -> str:
+    """Name of the forward argument that takes a KV cache (``cache`` in newer transformers)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _result_cache(res: Any) -> Any:
+    cache = getattr(res, "cache", None)
+    return cache if cache is not None else res.past_key_values
+
+
+def _chunks(seq: list[_Group], max_tokens: int) -> Iterator[list[_Group]]:
+    """Groups in runs whose padded prefix batch stays under ``max_tokens`` tokens."""
+    run: list[_Group] = []
+    longest = 0
+    for g in sorted(seq, key=lambda g: len(g.prompt)):
+        new_longest = max(longest, len(g.prompt))
+        if run and new_longest * (len(run) + 1) > max_tokens:
+            yield run
+            run, new_longest = [], len(g.prompt)
+        run.append(g)
+        longest = new_longest
+    if run:
+        yield run
+
+
+def prefix_shared_logprobs(
+    model: Any,
+    tokenizer: Any,
+    items: Sequence[Item],
+    *,
+    max_length: int | None = None,
+    encoded: list[list[tuple[list[int], list[int]]]] | None = None,
+    max_prefix_tokens: int = 16384,
+    max_candidates: int = 64,
+) -> list[list[list[float]]]:
+    """Per-token log-probs of each action under ``model``, sharing each context's prefix pass.
+
+    Returns ``out[i][j]`` = the log-probs of the tokens of action ``j`` of item ``i``. Contexts
+    are batched in prefix passes of at most ``max_prefix_tokens`` padded tokens; candidates run
+    over the expanded KV cache in batches of at most ``max_candidates``.
+    """
+    import torch
+
+    if encoded is None:
+        encoded = encode_items(tokenizer, items, max_length)
+    out: list[list[list[float]]] = [[[] for _ in row] for row in encoded]
+    groups = _groups(encoded)
+    if any(not g.prompt for g in groups):
+        raise ScorerError("an empty prompt cannot be scored (the chat template produced no tokens)")
+    if not groups:
+        return out
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    cache_kw = _cache_kwarg(model)
+    with torch.inference_mode():
+        for run in _chunks(groups, max_prefix_tokens):
+            lp = max(len(g.prompt) for g in run)
+            ids = torch.full((len(run), lp), pad, dtype=torch.long)
+            mask = torch.zeros((len(run), lp), dtype=torch.long)
+            for r, g in enumerate(run):
+                ids[r, : len(g.prompt)] = torch.tensor(g.prompt)
+                mask[r, : len(g.prompt)] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            lasts = sorted({len(g.prompt) - 1 for g in run})
+            col = {p: k for k, p in enumerate(lasts)}
+            res = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=torch.arange(lp, device=device).unsqueeze(0).expand(len(run), lp),
+                use_cache=True,
+                logits_to_keep=torch.tensor(lasts, device=device),
+            )
+            last_logits = res.logits  # (R, len(lasts), V)
+            cache = _result_cache(res)
+            # first action token of each candidate: from the prompt's last position
+            flat: list[tuple[int, int, list[int]]] = []  # (run row, (item, action) slot, ids)
+            for r, g in enumerate(run):
+                lsm = torch.log_softmax(last_logits[r, col[len(g.prompt) - 1]].float(), dim=-1)
+                for j, a in zip(g.members, g.actions, strict=True):
+                    out[g.item][j] = [float(lsm[a[0]])]
+                    if len(a) > 1:
+                        flat.append((r, j, a))
+            del last_logits
+            for start in range(0, len(flat), max_candidates):
+                part = flat[start : start + max_candidates]
+                la = max(len(a) for _, _, a in part) - 1
+                b = len(part)
+                a_ids = torch.full((b, la), pad, dtype=torch.long)
+                a_mask = torch.zeros((b, la), dtype=torch.long)
+                pos = torch.zeros((b, la), dtype=torch.long)
+                rows = torch.tensor([r for r, _, _ in part], dtype=torch.long)
+                for k, (r, _, a) in enumerate(part):
+                    n = len(a) - 1
+                    a_ids[k, :n] = torch.tensor(a[:-1])
+                    a_mask[k, :n] = 1
+                    pos[k] = len(run[r].prompt) + torch.arange(la)
+                full_mask = torch.cat([mask.cpu().index_select(0, rows), a_mask], dim=1)
+                sub_cache = _expand_cache(cache, rows.to(device), model.config)
+                logits = model(
+                    input_ids=a_ids.to(device),
+                    attention_mask=full_mask.to(device),
+                    position_ids=pos.to(device),
+                    use_cache=True,
+                    **{cache_kw: sub_cache},
+                ).logits
+                lsm = torch.log_softmax(logits.float(), dim=-1)
+                targets = torch.zeros((b, la), dtype=torch.long)
+                for k, (_, _, a) in enumerate(part):
+                    targets[k, : len(a) - 1] = torch.tensor(a[1:])
+                tok_lp = lsm.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1).cpu()
+                del logits, lsm, sub_cache
+                for k, (r, j, a) in enumerate(part):
+                    out[run[r].item][j].extend(tok_lp[k, : len(a) - 1].tolist())
+            del cache
+    return out
+
+
+def naive_logprobs(
+    model: Any,
+    tokenizer: Any,
+    items: Sequence[Item],
+    *,
+    max_length: int | None = None,
+    encoded: list[list[tuple[list[int], list[int]]]] | None = None,
+) -> list[list[list[float]]]:
+    """Reference computation: each candidate's full sequence through the model on its own."""
+    import torch
+
+    if encoded is None:
+        encoded = encode_items(tokenizer, items, max_length)
+    device = next(model.parameters()).device
+    out: list[list[list[float]]] = []
+    with torch.inference_mode():
+        for row in encoded:
+            res_row = []
+            for prompt, action in row:
+                seq = torch.tensor([prompt + action], device=device)
+                logits = model(input_ids=seq).logits[0, len(prompt) - 1 : -1].float()
+                lsm = torch.log_softmax(logits, dim=-1)
+                tgt = torch.tensor(action, device=device)
+                res_row.append(lsm.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).cpu().tolist())
+            out.append(res_row)
+    return out
+
+
+@contextlib.contextmanager
+def adapter_disabled(model: Any) -> Iterator[None]:
+    """Run ``model`` as the reference: a peft model with its adapter disabled."""
+    disable = getattr(model, "disable_adapter", None)
+    if disable is None:
+        raise ScorerError("the Q-value model has no adapter to disable (not a peft model)")
+    with disable():
+        yield
+
+
+def aggregate(
+    policy: Sequence[float], reference: Sequence[float], beta: float, aggregation: str
+) -> float:
+    """``beta`` times the sum (or mean) over tokens of ``policy - reference`` log-probs."""
+    diffs = [p - r for p, r in zip(policy, reference, strict=True)]
+    if not diffs:
+        return 0.0
+    total = sum(diffs)
+    if aggregation == "mean":
+        total /= len(diffs)
+    elif aggregation != "sum":
+        raise UserInputError(f"unknown aggregation {aggregation!r}; use sum or mean")
+    return float(beta * total)
+
+
+def score_items(
+    model: Any,
+    tokenizer: Any,
+    items: Sequence[Item],
+    *,
+    beta: float,
+    aggregation: str = "sum",
+    max_length: int | None = None,
+    naive: bool = False,
+    max_prefix_tokens: int = 16384,
+    max_candidates: int = 64,
+) -> list[list[float]]:
+    """Q values of every action of every (context, actions) item: the batched scoring core.
+
+    ``model`` is a peft model (adapter = policy, adapter disabled = reference). With
+    ``naive=True`` each candidate's full sequence is computed on its own (for checks and
+    benchmarks). Empty action lists give empty score lists.
+    """
+    if not any(len(a) for _, a in items):
+        return [[] for _ in items]
+    encoded = encode_items(tokenizer, items, max_length)
+    if naive:
+        pol = naive_logprobs(model, tokenizer, items, encoded=encoded)
+        with adapter_disabled(model):
+            ref = naive_logprobs(model, tokenizer, items, encoded=encoded)
+    else:
+        kw = {"max_prefix_tokens": max_prefix_tokens, "max_candidates": max_candidates}
+        pol = prefix_shared_logprobs(model, tokenizer, items, encoded=encoded, **kw)
+        with adapter_disabled(model):
+            ref = prefix_shared_logprobs(model, tokenizer, items, encoded=encoded, **kw)
+    return [
+        [aggregate(p, r, beta, aggregation) for p, r in zip(prow, rrow, strict=True)]
+        for prow, rrow in zip(pol, ref, strict=True)
+    ]
+
+
+class QValueScorer(BaseScorer):
+    """A step-level Q-value model: base LM + LoRA adapter trained with step-level DPO.
+
+    ``score(context, actions)`` returns ``beta * sum(log pi_theta - log pi_ref)`` per action
+    (or the mean over tokens with ``aggregation="mean"``); ``score_batch`` scores several
+    contexts in shared batches. Thread-safe (one forward at a time).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        beta: float = 0.1,
+        aggregation: str = "sum",
+        max_length: int | None = 1024,
+        max_prefix_tokens: int = 16384,
+        max_candidates: int = 64,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        if aggregation not in ("sum", "mean"):
+            raise UserInputError(f"unknown aggregation {aggregation!r}; use sum or mean")
+        limit = model_max_length(model)
+        if max_length is None:
+            max_length = limit
+        elif limit is not None and max_length > limit:
+            raise UserInputError(
+                f"max_length {max_length} is longer than the model can take ({limit} positions)"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.beta = float(beta)
+        self.aggregation = aggregation
+        self.max_length = max_length
+        self.max_prefix_tokens = max_prefix_tokens
+        self.max_candidates = max_candidates
+        self.config = config or {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        device: str | None = None,
+        dtype: Any = None,
+        *,
+        aggregation: str | None = None,
+        max_length: int | None = None,
+        **options: Any,
+    ) -> QValueScorer:
+        """Load a Q-model directory written by ``agentq train`` (adapter + ``qmodel.json``).
+
+        Raises ``UserInputError`` for a missing directory, config or adapter file, or a base
+        model that does not fit the adapter.
+        """
+        from agentq.models.loading import load_causal_lm
+        from agentq.models.qmodel import check_base_compatible, read_qmodel_config
+
+        d = Path(directory).expanduser()
+        doc = read_qmodel_config(d)
+        base, tok = load_causal_lm(doc["base_model"], device=device, dtype=dtype)
+        check_base_compatible(doc, base.config, str(d))
+        if doc.get("chat_template"):
+            tok.chat_template = doc["chat_template"]
+        try:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(base, str(d), is_trainable=False)
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise UserInputError(
+                f"cannot load the adapter in {d}: {str(e).strip().splitlines()[0]}"
+            ) from e
+        model.eval()
+        return cls(
+            model,
+            tok,
+            beta=float(doc["beta"]),
+            aggregation=aggregation or doc.get("aggregation", "sum"),
+            max_length=max_length or doc.get("max_length"),
+            config=doc,
+            **options,
+        )
+
+    def score(self, context: Context, actions: Sequence[str]) -> list[float]:
+        """Q value of each action taken in ``context`` (an empty list for no actions)."""
+        return self.score_batch([(context, actions)])[0]
+
+    def score_batch(self, items: Sequence[tuple[Context, Sequence[str]]]) -> list[list[float]]:
+        """Q values for several (context, actions) items, batched across contexts."""
+        with self._lock:
+            return score_items(
+                self.model,
+                self.tokenizer,
+                items,
+                beta=self.beta,
+                aggregation=self.aggregation,
+                max_length=self.max_length,
+                max_prefix_tokens=self.max_prefix_tokens,
+                max_candidates=self.max_candidates,
+            )
+
+    def score_naive(self, context: Context, actions: Sequence[str]) -> list[float]:
+        """The same scores computed without prefix sharing (one full sequence per candidate)."""
+        with self._lock:
+            return score_items(
+                self.model,
+                self.tokenizer,
+                [(context, actions)],
+                beta=self.beta,
+                aggregation=self.aggregation,
+                max_length=self.max_length,
+                naive=True,
+            )[0]
+
+
+def scorer_from_spec(directory: str, **options: Any) -> QValueScorer:
+    """The ``qmodel:DIR`` SCORER spec: :meth:`QValueScorer.from_pretrained` on ``DIR``.
+
+    Options: ``device``, ``dtype``, ``aggregation``, ``max_length``, ``max_candidates``.
+    """
+    return QValueScorer.from_pretrained(directory, **options)
