@@ -1,0 +1,474 @@
+"""Evaluation runs, reports, the HTML view, ToolComp-style metrics and the LLM judge (toy env, no model)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from agentq.envs.toy import ToyEnv, ToyOracleScorer
+from typer.testing import CliRunner
+
+from agentq.cli import app
+from agentq.collect import collect
+from agentq.errors import UserInputError
+from agentq.eval import report as rep
+from agentq.eval import toolcomp as tc
+from agentq.eval.runner import (
+    TRAJECTORIES_FILE,
+    Method,
+    _choose,
+    build_methods,
+    load_trajectories,
+    run_episode,
+    run_eval,
+)
+from agentq.eval.view import render_html, write_html
+from agentq.models.judge import LLMJudgeScorer, parse_grade, scorer_from_spec
+from agentq.policies import RandomProposer
+from agentq.protocols import BaseProposer, BaseScorer
+from agentq.search.mcts import MCTSConfig
+from agentq.types import Candidate
+
+TARA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tara"
+
+
+def det_env() -> ToyEnv:
+    return ToyEnv(variant="deterministic")
+
+
+def run_toy(methods, tmp_path=None, n_tasks=20, resume=False, proposer=None, seed=0):
+    env = det_env()
+    ids = env.tasks("test")[:n_tasks]
+    return run_eval(
+        det_env,
+        ids,
+        methods,
+        proposer or RandomProposer(seed=0),
+        scorers={"toy-oracle": ToyOracleScorer(variant="deterministic")},
+        out_dir=tmp_path,
+        resume=resume,
+        max_steps=5,
+        seed=seed,
+        progress=False,
+    )
+
+
+# -- methods ------------------------------------------------------------------------------------
+
+
+def test_build_methods_expands_n_and_scorers():
+    ms = build_methods(
+        ["greedy", "sample", "best-of-n", "random", "majority"],
+        [2, 5],
+        ["qmodel:a", "judge:smollm2"],
+    )
+    names = [m.name for m in ms]
+    assert names == [
+        "greedy",
+        "sample",
+        "bon-qmodel@2",
+        "bon-qmodel@5",
+        "bon-judge@2",
+        "bon-judge@5",
+        "random@2",
+        "random@5",
+        "majority@2",
+        "majority@5",
+    ]
+    same_prefix = build_methods(["best-of-n"], [4], ["qmodel:a", "qmodel:b"])
+    assert len({m.name for m in same_prefix}) == 2
+    with pytest.raises(UserInputError):
+        build_methods(["best-of-n"], [4], [])
+    with pytest.raises(UserInputError):
+        build_methods(["beam"], [4], [])
+
+
+def test_choose_majority_and_random():
+    cands = [Candidate("a", count=1, logprob=-1), Candidate("b", count=3), Candidate("c", count=1)]
+    import random
+
+    assert _choose(Method("majority@5", "majority", 5), cands, None, random.Random(0)) == 1
+    picks = [
+        _choose(Method("random@5", "random", 5), cands, None, random.Random(s)) for s in range(400)
+    ]
+    share_b = picks.count(1) / len(picks)
+    assert 0.45 < share_b < 0.75  # weighted by count (3 of 5 samples)
+    assert (
+        _choose(Method("bon@3", "best-of-n", 3, "x"), cands, [0.1, 0.2, 0.9], random.Random(0)) == 2
+    )
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def test_oracle_best_of_n_beats_the_sampling_baselines():
+    methods = build_methods(["greedy", "best-of-n", "random", "majority"], [5], ["toy-oracle"])
+    res = run_toy(methods)
+    succ = {m: sum(t.success for t in ts) / len(ts) for m, ts in res.trajectories.items()}
+    # deterministic corridor, 3 rooms of 3 doors: random picks succeed with p = 1/27,
+    # oracle best-of-5 whenever the good door is among the samples: (1 - (2/3)^5)^3 = 0.66
+    assert succ["bon-toy-oracle@5"] >= 0.5
+    assert succ["random@5"] <= 0.2
+    assert succ["bon-toy-oracle@5"] > succ["majority@5"] + 0.3
+    t = res.trajectories["bon-toy-oracle@5"][0]
+    assert (
+        t.steps
+        and t.steps[0].candidates
+        and len(t.steps[0].scores or []) == len(t.steps[0].candidates)
+    )
+    assert t.model_calls >= len(t.steps)  # proposer calls, plus scorer calls when candidates differ
+
+
+def test_same_tasks_same_seeds_give_identical_trajectories():
+    methods = build_methods(["greedy", "sample"], [1], [])
+    a = run_toy(methods, n_tasks=8)
+    b = run_toy(methods, n_tasks=8)
+    # greedy and sample share the proposer here: same per-task seed -> same actions
+    acts = lambda ts: [[s.action for s in t.steps] for t in ts]  # noqa: E731
+    assert acts(a.trajectories["greedy"]) == acts(a.trajectories["sample"])
+    assert acts(a.trajectories["greedy"]) == acts(b.trajectories["greedy"])
+    c = run_toy(methods, n_tasks=8, seed=1)
+    assert acts(c.trajectories["greedy"]) != acts(a.trajectories["greedy"])
+
+
+class CountingProposer(RandomProposer):
+    calls = 0
+
+    def propose(self, context, n, *, valid_actions=None):
+        CountingProposer.calls += 1
+        return super().propose(context, n, valid_actions=valid_actions)
+
+
+def test_resume_skips_finished_episodes_and_matches_a_full_run(tmp_path):
+    methods = build_methods(["greedy", "best-of-n"], [3], ["toy-oracle"])
+    full = run_toy(methods, tmp_path / "full", n_tasks=6)
+    path = tmp_path / "full" / TRAJECTORIES_FILE
+    lines = path.read_text().splitlines()
+    part_dir = tmp_path / "part"
+    part_dir.mkdir()
+    # an interrupted run: 4 episodes written, then a torn line
+    (part_dir / TRAJECTORIES_FILE).write_text("\n".join(lines[:4]) + "\n" + lines[4][:40])
+    CountingProposer.calls = 0
+    res = run_toy(methods, part_dir, n_tasks=6, resume=True, proposer=CountingProposer(seed=0))
+    assert res.skipped == 4
+    assert CountingProposer.calls > 0
+    got = load_trajectories(part_dir / TRAJECTORIES_FILE)
+    assert len(got) == 12
+    for m in methods:
+        for a, b in zip(full.trajectories[m.name], res.trajectories[m.name], strict=True):
+            assert [s.action for s in a.steps] == [s.action for s in b.steps]
+            assert a.reward == b.reward
+    # everything done: a third run proposes nothing
+    CountingProposer.calls = 0
+    again = run_toy(methods, part_dir, n_tasks=6, resume=True, proposer=CountingProposer(seed=0))
+    assert again.skipped == 12 and CountingProposer.calls == 0
+
+
+class Exploding(BaseProposer):
+    def propose(self, context, n, *, valid_actions=None):
+        raise RuntimeError("model fell over")
+
+
+def test_a_failing_model_fails_the_episode_not_the_run():
+    t = run_episode(det_env(), "toy-test-0", Method("greedy", "greedy"), Exploding(), max_steps=3)
+    assert t.error and "model fell over" in t.error and not t.success and t.steps == []
+
+
+class BadScorer(BaseScorer):
+    def score(self, context, actions):
+        return [0.0]  # wrong length
+
+
+def test_scorer_returning_wrong_length_is_an_episode_error():
+    env = det_env()
+    t = run_episode(
+        env,
+        "toy-test-1",
+        Method("bon@5", "best-of-n", 5, "x"),
+        RandomProposer(seed=0),
+        scorer=BadScorer(),
+        max_steps=3,
+    )
+    assert t.error and "scores" in t.error
+
+
+# -- reports ------------------------------------------------------------------------------------
+
+
+def test_bootstrap_ci():
+    assert rep.bootstrap_ci([1, 1, 1]) == (1.0, 1.0)
+    lo, hi = rep.bootstrap_ci([0, 1] * 50)
+    assert lo < 0.5 < hi and 0.35 < lo and hi < 0.65
+    assert all(math.isnan(x) for x in rep.bootstrap_ci([]))
+
+
+def test_write_report_files_and_table(tmp_path):
+    methods = build_methods(["greedy", "best-of-n", "random"], [2, 4], ["toy-oracle"])
+    res = run_toy(methods, tmp_path, n_tasks=10)
+    r = rep.write_report(
+        tmp_path,
+        res,
+        {"env": "toy", "split": "test", "policy": "random", "seed": 0, "max_steps": 5},
+        command="agentq eval --env toy",
+    )
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["command"] == "agentq eval --env toy"
+    assert "python" in data["versions"] and "agentq" in data["versions"]
+    assert set(data["methods"]) == {m.name for m in methods}
+    g = data["methods"]["bon-toy-oracle@4"]
+    assert g["success"]["ci95"][0] <= g["success"]["mean"] <= g["success"]["ci95"][1]
+    assert "vs_reference" in g and data["reference"] == "greedy"
+    md = (tmp_path / "report.md").read_text()
+    assert "| bon-toy-oracle@4 | 4 |" in md and "agentq eval --env toy" in md
+    png = (tmp_path / "success.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert r["methods"]["greedy"]["episodes"] == 10
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def test_cli_eval_resume_and_errors(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "rep"
+    args = [
+        "eval",
+        "--env",
+        "toy",
+        "--split",
+        "test",
+        "--policy",
+        "random",
+        "--scorer",
+        "toy-oracle",
+        "--n",
+        "3",
+        "--tasks",
+        "5",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "bon-toy-oracle@3" in r.output
+    for f in ("report.json", "report.md", "success.png", TRAJECTORIES_FILE, "trajectories.html"):
+        assert (out / f).exists(), f
+    r2 = runner.invoke(app, args)
+    assert r2.exit_code == 2 and "--resume" in r2.output
+    r3 = runner.invoke(app, [*args, "--resume"])
+    assert r3.exit_code == 0, r3.output
+    assert json.loads((out / "report.json").read_text())["resumed_episodes"] == 5 * 5
+    r4 = runner.invoke(app, [*args[:-1], "--resume", "--seed", "3"])
+    assert r4.exit_code == 2 and "seed" in r4.output
+    r5 = runner.invoke(app, ["eval", "--env", "nope", "--out", str(tmp_path / "x")])
+    assert r5.exit_code == 2 and "unknown environment" in r5.output
+
+
+# -- view ---------------------------------------------------------------------------------------
+
+
+def test_view_of_trees_and_trajectories(tmp_path):
+    trees = tmp_path / "trees.jsonl"
+    collect(
+        det_env,
+        det_env().tasks("train")[:3],
+        RandomProposer(seed=0),
+        MCTSConfig(iterations=12, n=3, rollout="random"),
+        trees,
+    )
+    page = render_html(trees)
+    assert page.count('<section class="task">') == 3
+    assert 'class="best"' in page and 'id="q"' in page and "toy-train-2" in page
+    assert "https://" not in page and "<script src" not in page and "<link" not in page
+    methods = build_methods(["greedy", "best-of-n"], [3], ["toy-oracle"])
+    run_toy(methods, tmp_path / "r", n_tasks=2)
+    out = write_html(tmp_path / "r" / TRAJECTORIES_FILE, tmp_path / "t.html")
+    html = out.read_text()
+    assert "bon-toy-oracle@3" in html and 'class="chosen"' in html and "toy-test-1" in html
+    r = CliRunner().invoke(app, ["view", str(trees), "--out", str(tmp_path / "v.html")])
+    assert r.exit_code == 0 and (tmp_path / "v.html").exists()
+    (tmp_path / "bad.jsonl").write_text('{"x": 1}\n')
+    r = CliRunner().invoke(app, ["view", str(tmp_path / "bad.jsonl")])
+    assert r.exit_code == 2
+
+
+def test_view_escapes_html(tmp_path):
+    p = tmp_path / "t.jsonl"
+    traj = {
+        "method": "greedy",
+        "task_id": "<b>x</b>",
+        "context": [{"role": "user", "content": "</script><script>alert(1)</script>"}],
+        "steps": [
+            {
+                "action": "<img src=x onerror=alert(1)>",
+                "observation": "o",
+                "reward": 0,
+                "done": True,
+            }
+        ],
+    }
+    p.write_text(json.dumps(traj) + "\n")
+    html = render_html(p)
+    assert "<img src=x" not in html and "&lt;img src=x" in html and "alert(1)</script>" not in html
+
+
+# -- ToolComp-style metrics -------------------------------------------------------------------------
+
+
+def test_final_answer_accuracy_deterministic_grader():
+    recs = [
+        {"prompt": "q1", "answer": "42", "prediction": "41"},  # within 10%
+        {"prompt": "q2", "answer": "100", "prediction": "80"},  # not
+        {"prompt": "q3", "answer": "Paris", "prediction": "paris."},
+        {"prompt": "q4", "answer": ["a", "b"], "prediction": "b, a"},
+    ]
+    res = tc.evaluate_records(recs)
+    assert res["kind"] == "final_answer" and res["n"] == 4
+    assert res["accuracy"] == pytest.approx(0.75)
+
+
+class KeywordScorer(BaseScorer):
+    """Scores text containing GOOD high and BAD low."""
+
+    def score(self, context, actions):
+        return [1.0 if "GOOD" in a else (-1.0 if "BAD" in a else 0.0) for a in actions]
+
+
+def test_rank_at_1_outcome_and_step_aggregations():
+    recs = [
+        {
+            "prompt": "p",
+            "answer": "1",
+            "trajectories": [
+                {"final_answer": "2", "outcome_score": 0.9, "step_scores": [0.9, 0.1]},
+                {"final_answer": "1", "outcome_score": 0.2, "step_scores": [0.5, 0.6]},
+            ],
+        },
+        {
+            "prompt": "p2",
+            "answer": "x",
+            "trajectories": [
+                {"final_answer": "x", "outcome_score": 0.8, "step_scores": [0.2, 0.9]},
+                {"final_answer": "y", "outcome_score": 0.1, "step_scores": [0.3, 0.3]},
+            ],
+        },
+    ]
+    r = tc.rank_at_1(recs)
+    assert r["rank@1/outcome"] == 0.5
+    assert r["rank@1/step-min"] == 0.5  # 0.1 vs 0.5 -> right; 0.2 vs 0.3 -> wrong
+    assert r["rank@1/step-last"] == 1.0
+    assert r["rank@1/step-mean"] == 1.0  # 0.5 vs 0.55 -> right; 0.55 vs 0.3 -> right
+    assert r["oracle"] == 1.0 and r["random"] == 0.5
+    # scores computed by a Scorer when the file has none
+    recs2 = [
+        {
+            "prompt": "p",
+            "answer": "1",
+            "trajectories": [
+                {"final_answer": "1", "steps": [{"action": "GOOD step", "observation": "ok"}]},
+                {"final_answer": "3", "steps": [{"action": "BAD step", "observation": "ok"}]},
+            ],
+        }
+    ]
+    r2 = tc.rank_at_1(recs2, scorer=KeywordScorer())
+    assert r2["rank@1/outcome"] == 1.0 and r2["rank@1/step-min"] == 1.0
+
+
+def test_process_pairs_and_processbench_f1():
+    pairs = [
+        {
+            "history": [{"role": "user", "content": "task"}],
+            "preferred": {"thought": "GOOD", "action": "calc", "action_input": {"x": 1}},
+            "dispreferred": {"thought": "BAD", "action": "calc", "action_input": {"x": 2}},
+        },
+        {"history": "task 2", "preferred": "GOOD", "dispreferred": "meh"},
+        {"history": "task 3", "preferred": "BAD", "dispreferred": "GOOD"},
+    ]
+    res = tc.evaluate_records(pairs, scorer=KeywordScorer())
+    assert (
+        res["kind"] == "process_pairs" and res["n"] == 3 and res["accuracy"] == pytest.approx(2 / 3)
+    )
+    pb = [
+        {"problem": "a", "steps": ["GOOD", "BAD", "GOOD"], "label": 1},  # predicted 1: right
+        {"problem": "b", "steps": ["GOOD", "GOOD", "BAD"], "label": 1},  # predicted 2: wrong
+        {"problem": "c", "steps": ["GOOD", "GOOD"], "label": -1},  # predicted -1: right
+        {"problem": "d", "steps": ["BAD", "GOOD"], "label": -1},  # predicted 0: wrong
+    ]
+    f = tc.evaluate_records(pb, scorer=KeywordScorer(), threshold=0.0)
+    assert f["acc_erroneous"] == 0.5 and f["acc_correct"] == 0.5 and f["f1"] == pytest.approx(0.5)
+    pb2 = [
+        {"problem": "a", "steps": ["s1", "s2"], "label": 0, "step_scores": [-1.0, 1.0]},
+        {"problem": "b", "steps": ["s1"], "label": -1, "step_scores": [1.0]},
+    ]
+    assert tc.processbench_f1(pb2)["f1"] == 1.0
+    with pytest.raises(UserInputError):
+        tc.evaluate_records([{"foo": 1}])
+
+
+def test_eval_toolcomp_cli(tmp_path):
+    p = tmp_path / "fa.jsonl"
+    p.write_text(
+        "\n".join(
+            json.dumps({"prompt": "q", "answer": "10", "prediction": x}) for x in ("10.5", "20")
+        )
+    )
+    r = CliRunner().invoke(app, ["eval-toolcomp", str(p), "--out", str(tmp_path / "o.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "o.json").read_text())["accuracy"] == 0.5
+
+
+@pytest.mark.skipif(not TARA_DIR.is_dir(), reason="shared TARA data not present")
+def test_eval_pairs_on_tara_files():
+    res = tc.eval_pairs_files([TARA_DIR], "random", limit=20)
+    assert set(res["files"]) == {"calculator", "calendar", "weather", "multi_tools", "wikisearch"}
+    assert all(r["n"] == 20 for r in res["files"].values())
+    res2 = tc.eval_pairs_files(
+        [TARA_DIR / "agent_calendar_test.json"], "x", scorer_obj=KeywordScorer()
+    )
+    assert res2["files"]["calendar"]["n"] == 106
+    assert "| calendar | 106 |" in tc.pairs_table(res2)
+
+
+# -- the LLM judge --------------------------------------------------------------------------------
+
+
+class FakeJudgeModel(BaseProposer):
+    """Answers 9 when the candidate in the judge prompt opens the door the task favours, else 2."""
+
+    def __init__(self, good: str) -> None:
+        self.good = good
+        self.seen_valid = None
+
+    def propose(self, context, n, *, valid_actions=None):
+        self.seen_valid = valid_actions
+        cand = context[-1]["content"].split("Candidate next action:\n", 1)[1]
+        return [Candidate("9" if self.good in cand else "grade: 2")] * n
+
+
+def test_llm_judge_scorer_grades_and_drives_best_of_n():
+    judge = LLMJudgeScorer(FakeJudgeModel("open[B]"), samples=2)
+    ctx = [{"role": "user", "content": "Task toy. Doors: A, B, C."}]
+    assert judge.score(ctx, ["open[A]", "open[B]"]) == [2.0, 9.0]
+    assert judge.proposer.seen_valid == [str(i) for i in range(1, 11)]
+    assert parse_grade("Grade: 14", 10) == 10.0 and parse_grade("none", 10) is None
+    t = run_episode(
+        det_env(),
+        "toy-test-0",
+        Method("bon-judge@5", "best-of-n", 5, "judge"),
+        RandomProposer(seed=1),
+        scorer=judge,
+        max_steps=5,
+    )
+    chosen = [s.action for s in t.steps if s.candidates and "open[B]" in s.candidates]
+    assert chosen and all(a == "open[B]" for a in chosen)
+
+
+def test_judge_spec_builds_from_a_model_spec():
+    s = scorer_from_spec("random", samples=3)
+    assert isinstance(s, LLMJudgeScorer) and s.samples == 3 and s.spec == "judge:random"
+    # the random policy has no valid grades to draw from without valid_actions: it draws grades
+    scores = s.score([{"role": "user", "content": "x"}], ["a", "b"])
+    assert all(1.0 <= x <= 10.0 for x in scores)
