@@ -344,6 +344,37 @@ def test_loader_page_formats_and_errors(tmp_path: Path) -> None:
         HotPotQAEnv(corpus=tmp_path / "missing.json")
 
 
+def test_loader_reads_a_wikipedia_abstracts_folder(tmp_path: Path) -> None:
+    import bz2
+
+    folder = tmp_path / "enwiki-abstracts" / "AA"
+    folder.mkdir(parents=True)
+    lines = [
+        {
+            "id": "12",
+            "url": "https://en.wikipedia.org/wiki?curid=12",
+            "title": "Anarchism",
+            "text": [
+                '<a href="Political%20philosophy">Political philosophy</a> is one thing.',
+                " Another.",
+            ],
+        },
+        {
+            "id": "25",
+            "url": "u",
+            "title": "Autism",
+            "text": [["Autism is a condition."], [" It varies."]],
+        },
+    ]
+    with bz2.open(folder / "wiki_00.bz2", "wt") as fh:
+        fh.write("\n".join(json.dumps(x) for x in lines) + "\n")
+    pages = load_pages(tmp_path / "enwiki-abstracts")
+    assert pages == {
+        "Anarchism": ("Political philosophy is one thing.", "Another."),
+        "Autism": ("Autism is a condition.", "It varies."),
+    }
+
+
 def test_dev_questions_load_whole() -> None:
     env = HotPotQAEnv(questions="dev")
     assert len(env.tasks("all")) == 7405

@@ -1,6 +1,6 @@
 """Pages and questions from local files in the official HotpotQA formats, with BM25 for "Similar".
 
-Readers accept plain or gzipped JSON (``.json`` / ``.json.gz``) and JSON Lines (``.jsonl``):
+Readers accept JSON and JSON Lines, plain, gzipped (``.gz``) or bzip2-compressed (``.bz2``):
 
 - question files: the official distractor/fullwiki files (a list of ``{"_id", "question",
   "answer", "type", "level", "supporting_facts", "context"}``), the ReAct repository's simplified
@@ -8,12 +8,14 @@ Readers accept plain or gzipped JSON (``.json`` / ``.json.gz``) and JSON Lines (
   a ``split`` field);
 - page files: the ``context`` paragraphs of any such question file (``[title, [sentence, ...]]``,
   collected over every example), a bare list of ``[title, sentences]``, a ``{title: sentences}``
-  mapping, or JSON Lines of ``{"title", "text" | "sentences"}`` (the HotpotQA processed
-  Wikipedia abstracts use ``text`` = list of sentences).
+  mapping, or JSON Lines of ``{"title", "text" | "sentences"}``; a folder of such files is
+  read whole, which covers the HotpotQA processed Wikipedia abstracts (the fullwiki corpus:
+  ``wiki_XX.bz2`` files of ``{"id", "url", "title", "text"}`` lines, link tags stripped).
 """
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
 import re
@@ -41,14 +43,19 @@ class SearchResult:
 
 
 def read_json_file(path: str | Path) -> Any:
-    """Parse a JSON or JSON Lines file, gzipped or not; ``UserInputError`` when it cannot."""
+    """Parse a JSON or JSON Lines file (plain, ``.gz`` or ``.bz2``); ``UserInputError`` when it cannot."""
     p = Path(path)
     if not p.is_file():
         raise UserInputError(f"file not found: {p}")
     try:
-        opener = gzip.open if p.name.endswith(".gz") else open
-        with opener(p, "rt", encoding="utf-8") as fh:
-            text = fh.read()
+        if p.name.endswith(".gz"):
+            with gzip.open(p, "rt", encoding="utf-8") as fh:
+                text = fh.read()
+        elif p.name.endswith(".bz2"):
+            with bz2.open(p, "rt", encoding="utf-8") as fh:
+                text = fh.read()
+        else:
+            text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise UserInputError(f"cannot read {p}: {e}") from e
     stripped = text.lstrip()
@@ -67,11 +74,20 @@ def read_json_file(path: str | Path) -> Any:
     return rows
 
 
+_TAG = re.compile(r"</?a\b[^>]*>")
+
+
 def clean_sentences(sentences: Iterable[Any]) -> tuple[str, ...]:
-    """Sentences with surrounding whitespace removed and empty ones dropped."""
-    out = []
+    """Sentences with surrounding whitespace and ``<a>`` link tags removed, empty ones dropped.
+
+    A nested list (paragraphs of sentences) is flattened.
+    """
+    out: list[str] = []
     for s in sentences:
-        s = " ".join(str(s).split())
+        if isinstance(s, list | tuple):
+            out.extend(clean_sentences(s))
+            continue
+        s = " ".join(_TAG.sub("", str(s)).split())
         if s:
             out.append(s)
     return tuple(out)
@@ -141,9 +157,24 @@ def _pages_from(data: Any, where: str) -> dict[str, tuple[str, ...]]:
     return pages
 
 
+_PAGE_SUFFIXES = (".json", ".jsonl", ".gz", ".bz2")
+
+
 def load_pages(path: str | Path) -> dict[str, tuple[str, ...]]:
-    """title -> sentences from a page file or the ``context`` of a question file (see module doc)."""
-    pages = _pages_from(read_json_file(path), str(path))
+    """title -> sentences from a page file or the ``context`` of a question file (see module doc).
+
+    A folder is read whole: every ``.json``/``.jsonl``/``.gz``/``.bz2`` file under it, in sorted
+    order (the layout of the HotpotQA processed Wikipedia dump, ``wiki_00.bz2`` ...).
+    """
+    p = Path(path)
+    if p.is_dir():
+        pages: dict[str, tuple[str, ...]] = {}
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(_PAGE_SUFFIXES))
+        for f in files:
+            for title, sentences in _pages_from(read_json_file(f), str(f)).items():
+                pages.setdefault(title, sentences)
+    else:
+        pages = _pages_from(read_json_file(p), str(p))
     if not pages:
         raise UserInputError(f"{path}: no pages found")
     return pages

@@ -1,0 +1,1 @@
+"""Shipped data of the HotPotQA environment (a package so that its files install as package data)."""
