@@ -400,6 +400,7 @@ class StandIn:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, str]] = []
+        self.agents: list[str] = []
         self.fail_next = 0
         app = FastAPI()
 
@@ -407,6 +408,7 @@ class StandIn:
         def api(request: Request) -> Any:
             params = dict(request.query_params)
             self.calls.append(params)
+            self.agents.append(request.headers.get("user-agent", ""))
             if self.fail_next:
                 self.fail_next -= 1
                 return JSONResponse({"error": "busy"}, status_code=503)
@@ -507,6 +509,7 @@ def test_env_on_wikipedia_stand_in(wiki: StandIn, tmp_path: Path) -> None:
         wikipedia_url=wiki.url,
         cache_dir=str(tmp_path / "c"),
         questions=str(questions),
+        user_agent="agentq-tests/1.0 (tests@example.org)",
     )
     ctx = env.reset("q-0")
     assert "Wikipedia" in ctx[0]["content"]
@@ -521,6 +524,8 @@ def test_env_on_wikipedia_stand_in(wiki: StandIn, tmp_path: Path) -> None:
     assert env.page_title == "Ada Lovelace"  # a miss leaves the open page open
     obs, reward, done, info = env.step("finish[lord byron]")
     assert reward == 1.0 and done and info["f1"] == 1.0
+    assert wiki.agents[-1] == "agentq-tests/1.0 (tests@example.org)"
+    assert HotPotQAEnv(corpus=env.backend).tasks("all")[0].startswith("hotpot_dev")  # dev default
     env.close()
 
 

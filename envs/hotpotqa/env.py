@@ -110,6 +110,8 @@ class HotPotQAEnv:
         search_sentences: how many leading sentences ``search`` shows.
         similar_k: how many titles a failed search lists.
         timeout, retries: request timeout (seconds) and retries of the Wikipedia backend.
+        user_agent: the User-Agent the Wikipedia backend sends (Wikimedia asks for one that
+            identifies you).
     """
 
     name = "hotpotqa"
@@ -127,6 +129,7 @@ class HotPotQAEnv:
         similar_k: int = 5,
         timeout: float = 10.0,
         retries: int = 3,
+        user_agent: str | None = None,
     ) -> None:
         if max_steps < 1:
             raise UserInputError(f"max_steps must be at least 1, not {max_steps}")
@@ -139,7 +142,11 @@ class HotPotQAEnv:
             self.backend = Corpus.from_file(SHIPPED_CORPUS, similar_k=similar_k)
             default_q: str | Path = "shipped"
         elif isinstance(corpus, str) and corpus == "wikipedia":
-            from agentq.envs.hotpotqa.wikipedia import DEFAULT_API_URL, WikipediaBackend
+            from agentq.envs.hotpotqa.wikipedia import (
+                DEFAULT_API_URL,
+                DEFAULT_USER_AGENT,
+                WikipediaBackend,
+            )
 
             self.backend = WikipediaBackend(
                 wikipedia_url or DEFAULT_API_URL,
@@ -147,6 +154,7 @@ class HotPotQAEnv:
                 timeout=timeout,
                 retries=retries,
                 similar_k=similar_k,
+                user_agent=user_agent or DEFAULT_USER_AGENT,
             )
             default_q = "dev"
         elif isinstance(corpus, str | Path):
@@ -155,7 +163,7 @@ class HotPotQAEnv:
             default_q = corpus_path
         elif callable(getattr(corpus, "search", None)):
             self.backend = corpus
-            default_q = "shipped"
+            default_q = "dev" if self._is_wikipedia() else "shipped"
         else:
             raise UserInputError(
                 "corpus must be 'shipped', 'wikipedia', a file path or an object with search()"
@@ -225,11 +233,12 @@ class HotPotQAEnv:
         self._lookup_hits: tuple[str, ...] = ()
         self._lookup_next = 0
 
+    def _is_wikipedia(self) -> bool:
+        return type(self.backend).__name__ == "WikipediaBackend"
+
     def system_prompt(self) -> str:
         """The system message: the action grammar and the reply format."""
-        source = (
-            "Wikipedia" if type(self.backend).__name__ == "WikipediaBackend" else "an encyclopedia"
-        )
+        source = "Wikipedia" if self._is_wikipedia() else "an encyclopedia"
         return SYSTEM_PROMPT.format(source=source, max_steps=self.max_steps)
 
     def reset(self, task_id: str) -> Context:
