@@ -547,3 +547,34 @@ def test_core_random_policy_over_valid_actions(env: HotPotQAEnv) -> None:
         f"agentq 'random' policy over valid_actions(): success {wins / len(ids):.4f} on {len(ids)} tasks"
     )
     assert wins / len(ids) < 0.15
+
+
+def test_distractor_setting_sees_only_the_task_context() -> None:
+    env = HotPotQAEnv(corpus="distractor")
+    ids = env.tasks("test")[:20]
+    for tid in ids:
+        assert run_expert(env, tid)[-1][1].reward == 1.0
+    tid = ids[0]
+    env.reset(tid)
+    assert len(env.backend) == 10
+    outsider = next(t for t in make("hotpotqa").backend.titles if t not in env.backend)
+    assert env.step(f"search[{outsider}]").observation.startswith(f"Could not find {outsider}.")
+    snap = env.snapshot()
+    env.reset(ids[1])
+    env.restore(snap)  # back to the first task's own ten paragraphs
+    assert env.backend is env._task_corpus(tid)
+    with pytest.raises(UserInputError, match="context"):
+        HotPotQAEnv(corpus="distractor", questions="dev")
+
+
+def test_fewshot_examples_come_from_train() -> None:
+    from agentq.envs.hotpotqa.env import FEWSHOT_IDS
+
+    env = HotPotQAEnv(fewshot=3)
+    assert set(FEWSHOT_IDS) <= set(env.tasks("train"))
+    system = env.reset(env.tasks("test")[0])[0]["content"]
+    assert system.count("Question: ") == 3 and system.count("reward = 1") == 3
+    assert "Action: lookup[" in system
+    assert "Question:" not in HotPotQAEnv().system_prompt()
+    with pytest.raises(UserInputError):
+        HotPotQAEnv(fewshot=7)

@@ -24,6 +24,7 @@ reward 0 and ``info["step_limit"] = True``. A turn with no command, an empty ``s
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from pathlib import Path
@@ -87,6 +88,26 @@ def parse_action(text: str) -> tuple[str, str] | None:
             pos = m.end()
 
 
+#: Shipped-world train tasks shown as solved examples (bridge and comparison, yes and no, lookups).
+FEWSHOT_IDS = ("hpw-b0000", "hpw-c0000", "hpw-b0008", "hpw-c0011", "hpw-b0005", "hpw-c0003")
+
+
+@functools.lru_cache(maxsize=8)
+def fewshot_examples(k: int) -> str:
+    """``k`` solved examples: scripted-expert episodes on the shipped world, ReAct-style text."""
+    from agentq.envs.hotpotqa.expert import run_expert
+
+    env = HotPotQAEnv()
+    blocks = []
+    for task_id in FEWSHOT_IDS[:k]:
+        lines = [f"Question: {env.question(task_id)['question']}"]
+        for action, result in run_expert(env, task_id):
+            lines.append(action)
+            lines.append(f"Observation: {result.observation}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def _format_similar(titles: tuple[str, ...] | list[str]) -> str:
     return "[" + ", ".join(repr(t) for t in titles) + "]"
 
@@ -97,13 +118,16 @@ class HotPotQAEnv:
     Args:
         corpus: ``"shipped"`` (the generated offline world, the default), a path to a page file
             or an official HotpotQA distractor/fullwiki file (pages = every ``context``
-            paragraph), ``"wikipedia"`` (live, opt-in), or any object with
-            ``search(query) -> SearchResult``.
+            paragraph), ``"distractor"`` (HotpotQA's distractor setting: each task sees only
+            its own ten ``context`` paragraphs), ``"wikipedia"`` (live, opt-in), or any object
+            with ``search(query) -> SearchResult``.
         questions: ``"shipped"``, ``"dev"`` (the 7,405 HotpotQA dev questions of the ReAct
             repository, shipped), or a path to a question file; by default the shipped world's
             questions for the shipped corpus, the file's own questions for a corpus file, and
             ``"dev"`` for Wikipedia.
         max_steps: the step limit (ReAct uses 7).
+        fewshot: how many solved examples (scripted-expert episodes on the shipped world's
+            train split, at most 6) the system message shows, as ReAct's prompts do.
         seed: kept for the registry's common options; the environment draws nothing at random.
         cache_dir: on-disk cache of the Wikipedia backend.
         wikipedia_url: the MediaWiki ``api.php`` endpoint of the Wikipedia backend.
@@ -130,17 +154,27 @@ class HotPotQAEnv:
         timeout: float = 10.0,
         retries: int = 3,
         user_agent: str | None = None,
+        fewshot: int = 0,
     ) -> None:
         if max_steps < 1:
             raise UserInputError(f"max_steps must be at least 1, not {max_steps}")
         self.max_steps = max_steps
         self.search_sentences = search_sentences
+        if not 0 <= fewshot <= len(FEWSHOT_IDS):
+            raise UserInputError(f"fewshot must be between 0 and {len(FEWSHOT_IDS)}, not {fewshot}")
+        self.fewshot = fewshot
         self._seed = seed
-        self.backend: Any
+        self._similar_k = similar_k
+        self._per_task = False
+        self._task_corpora: dict[str, Corpus] = {}
+        self.backend: Any = None
         corpus_path: Path | None = None
-        if isinstance(corpus, str) and corpus == "shipped":
-            self.backend = Corpus.from_file(SHIPPED_CORPUS, similar_k=similar_k)
+        if isinstance(corpus, str) and corpus == "distractor":
+            self._per_task = True
             default_q: str | Path = "shipped"
+        elif isinstance(corpus, str) and corpus == "shipped":
+            self.backend = Corpus.from_file(SHIPPED_CORPUS, similar_k=similar_k)
+            default_q = "shipped"
         elif isinstance(corpus, str) and corpus == "wikipedia":
             from agentq.envs.hotpotqa.wikipedia import (
                 DEFAULT_API_URL,
@@ -166,7 +200,8 @@ class HotPotQAEnv:
             default_q = "dev" if self._is_wikipedia() else "shipped"
         else:
             raise UserInputError(
-                "corpus must be 'shipped', 'wikipedia', a file path or an object with search()"
+                "corpus must be 'shipped', 'distractor', 'wikipedia', a file path or an object"
+                " with search()"
             )
         q = default_q if questions is None else questions
         qpath = {"shipped": SHIPPED_QUESTIONS, "dev": DEV_QUESTIONS}.get(str(q), Path(q))
@@ -178,6 +213,11 @@ class HotPotQAEnv:
                     f"{corpus_path} holds no questions ({e}); pass questions='dev' or a question file"
                 ) from e
             raise
+        if self._per_task and not all(ex.get("context") for ex in self.questions):
+            raise UserInputError(
+                "corpus='distractor' needs questions with 'context' paragraphs (the official"
+                " distractor format or the shipped world)"
+            )
         self._by_id: dict[str, dict[str, Any]] = {}
         for i, ex in enumerate(self.questions):
             if ex["id"] in self._by_id:
@@ -239,11 +279,27 @@ class HotPotQAEnv:
     def system_prompt(self) -> str:
         """The system message: the action grammar and the reply format."""
         source = "Wikipedia" if self._is_wikipedia() else "an encyclopedia"
-        return SYSTEM_PROMPT.format(source=source, max_steps=self.max_steps)
+        text = SYSTEM_PROMPT.format(source=source, max_steps=self.max_steps)
+        if self.fewshot:
+            text += "\n\nSolved examples:\n\n" + fewshot_examples(self.fewshot)
+        return text
+
+    def _task_corpus(self, task_id: str) -> Corpus:
+        """The ten context paragraphs of ``task_id`` as a corpus (distractor setting)."""
+        corpus = self._task_corpora.get(task_id)
+        if corpus is None:
+            if len(self._task_corpora) >= 256:
+                self._task_corpora.clear()
+            paragraphs = [(str(t), s) for t, s in self._by_id[task_id]["context"]]
+            corpus = Corpus(paragraphs, similar_k=self._similar_k)
+            self._task_corpora[task_id] = corpus
+        return corpus
 
     def reset(self, task_id: str) -> Context:
         """Start ``task_id``: the system message with the grammar, the user message with the question."""
         self._task = self.question(task_id)
+        if self._per_task:
+            self.backend = self._task_corpus(task_id)
         self._reset_state()
         return [
             {"role": "system", "content": self.system_prompt()},
@@ -385,6 +441,8 @@ class HotPotQAEnv:
         """Return to a state taken by :meth:`snapshot`."""
         task_id, steps, done, page, kw, hits, nxt = state
         self._task = None if task_id is None else self._by_id[task_id]
+        if self._per_task and task_id is not None:
+            self.backend = self._task_corpus(task_id)
         self._steps, self._done, self._page = steps, done, page
         self._lookup_kw, self._lookup_hits, self._lookup_next = kw, hits, nxt
 
