@@ -133,9 +133,9 @@ def render_results(
     """The results page text."""
     total = len(state.results)
     if total == 0:
-        return f'No results for "{state.query}".\n[{BACK_TO_SEARCH}]'
+        return f'No results for "{shorten(state.query, 60)}".\n[{BACK_TO_SEARCH}]'
     lines = [
-        f'Results for "{state.query}" (page {state.page_no} of {state.num_pages()}, {total} items):'
+        f'Results for "{shorten(state.query, 60)}" (page {state.page_no} of {state.num_pages()}, {total} items):'
     ]
     for asin in state.page_asins():
         p = products[asin]

@@ -120,6 +120,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+(?:\.[0-9]+)?", text.lower())
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize_color(value: str) -> str:
     """The canonical colour named in ``value`` (``"Heather Grey"`` -> ``"gray"``), else ``value``.
 
@@ -137,9 +138,10 @@ def normalize_color(value: str) -> str:
 def occurs(phrase: str, text: str) -> bool:
     """Whether ``phrase`` occurs in ``text`` as whole words (case-insensitive)."""
     phrase = phrase.strip().lower()
-    if not phrase:
+    text = text.lower()
+    if not phrase or phrase not in text:
         return False
-    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text.lower()) is not None
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
 
 
 def _product_text(product: Mapping[str, Any]) -> str:
