@@ -611,7 +611,7 @@ def generate(seed: int = 0) -> tuple[list[list[Any]], list[dict[str, Any]]]:
     test = set(order[:N_TEST])
     for i, q in enumerate(questions):
         q["split"] = "test" if i in test else "train"
-        q["level"] = "medium"
+        q["level"] = "generated"  # HotpotQA's easy/medium/hard labels do not apply
         gold = [t for t, _ in q["supporting_facts"]]
         kinds = {w.by_title[t].kind for t in gold}
         pool = [e for k in sorted(kinds) for e in w.of(k) if e.title not in gold]
@@ -631,9 +631,13 @@ def _write_gz(path: Path, obj: Any) -> None:
 
 def write_world(out_dir: Path | str = DATA_DIR, seed: int = 0) -> tuple[Path, Path]:
     """Generate the world and write ``world_corpus.json.gz`` and ``world_questions.json.gz``."""
-    out = Path(out_dir)
+    return _write(Path(out_dir), *generate(seed))
+
+
+def _write(
+    out: Path, corpus: list[list[Any]], questions: list[dict[str, Any]]
+) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    corpus, questions = generate(seed)
     cpath, qpath = out / CORPUS_FILE, out / QUESTIONS_FILE
     _write_gz(cpath, corpus)
     _write_gz(qpath, questions)
@@ -648,13 +652,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--seed", type=int, default=0, help="generator seed (the shipped world uses 0)")
     args = ap.parse_args(argv)
-    cpath, qpath = write_world(args.out, args.seed)
     corpus, questions = generate(args.seed)
+    cpath, qpath = _write(Path(args.out), corpus, questions)
     splits = {s: sum(q["split"] == s for q in questions) for s in ("train", "test")}
     types = {t: sum(q["type"] == t for q in questions) for t in ("bridge", "comparison")}
+    yes_no = sum(q["answer"] in ("yes", "no") for q in questions)
     print(f"wrote {cpath} ({len(corpus)} pages, {cpath.stat().st_size:,} bytes)")
     print(
-        f"wrote {qpath} ({len(questions)} questions {types}, splits {splits}, {qpath.stat().st_size:,} bytes)"
+        f"wrote {qpath} ({len(questions)} questions {types}, {yes_no} yes/no, splits {splits},"
+        f" {qpath.stat().st_size:,} bytes)"
     )
 
 

@@ -158,6 +158,8 @@ class WikipediaBackend:
 
         A missing page and a disambiguation page are both None.
         """
+        if "|" in title or not title.strip():
+            return None  # "|" separates titles in the API; no article title contains it
         data = self.get_json(
             {
                 "action": "query",
