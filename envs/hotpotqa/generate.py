@@ -15,7 +15,7 @@ Every entity (country, sea, city, river, person, company, film, novel, building)
 from a seeded generator, so no answer can be recalled from a model's pretraining. Each question
 needs two pages: a *bridge* question names page A, whose text names page B, which holds the
 answer (and the generator checks that page A does not); a *comparison* question names two pages
-and compares a fact of each. The output is byte-for-byte the same for the same seed.
+and compares a fact of each. The same seed gives the same JSON text.
 """
 
 from __future__ import annotations
