@@ -1,0 +1,226 @@
+"""The ReAct text format of ToolComp: parsing an assistant turn and writing the system prompt.
+
+An assistant turn is
+
+    Thought: <reasoning>
+    Action: <tool name>
+    Action Input: <a JSON object of arguments>
+
+(an optional ``End Action`` line after it is ignored), or, to end the episode,
+``Action: finish`` with ``Action Input: {"answer": ...}``. The first turn may instead be an
+action plan (``Action Plan:`` followed by numbered steps).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+FINISH = "finish"
+FINISH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answer": {"description": "the final answer: a number, a short text or a list"}},
+    "required": ["answer"],
+}
+
+_ACTION_RE = re.compile(r"^[ \t>*_#]*Action[ \t]*:[ \t]*(.*)$", re.I | re.M)
+_INPUT_RE = re.compile(r"^[ \t>*_#]*Action[ \t]*Input[ \t]*:[ \t]*", re.I | re.M)
+_PLAN_RE = re.compile(r"^[ \t>*_#]*(?:Action[ \t]*)?Plan[ \t]*:", re.I | re.M)
+_FINAL_RE = re.compile(r"^[ \t>*_#]*Final[ \t]*Answer[ \t]*:[ \t]*(.*)", re.I | re.M | re.S)
+_STOP_RE = re.compile(r"^[ \t]*(?:Observation|Thought|Action|End[ \t]*Action)\b", re.I | re.M)
+
+
+@dataclass
+class ParsedTurn:
+    """What an assistant turn asks for.
+
+    ``kind`` is ``"tool"`` (call ``tool`` with ``args``), ``"finish"`` (``answer``), ``"plan"``
+    (an action plan, no action) or ``"invalid"`` (``error`` says what is wrong).
+    """
+
+    kind: str
+    tool: str | None = None
+    args: dict[str, Any] | None = None
+    args_text: str = ""
+    answer: Any = None
+    thought: str = ""
+    plan: str = ""
+    error: str | None = None
+
+
+def _strip_fences(text: str) -> str:
+    t = text.strip()
+    if t.startswith("```"):
+        t = re.sub(r"^```[a-zA-Z]*\s*", "", t)
+        t = re.sub(r"\s*```\s*$", "", t)
+    return t.strip().strip("`").strip()
+
+
+def parse_json_object(text: str) -> tuple[Any, str | None]:
+    """Parse the JSON in an ``Action Input``: ``(value, None)`` or ``(None, error text)``.
+
+    Code fences are removed; text after a complete JSON value is ignored.
+    """
+    t = _strip_fences(text)
+    if not t:
+        return None, "Action Input is empty; give a JSON object"
+    try:
+        return json.loads(t), None
+    except json.JSONDecodeError as e:
+        first = e
+    start = t.find("{")
+    if start >= 0:
+        try:
+            value, _ = json.JSONDecoder().raw_decode(t[start:])
+            return value, None
+        except json.JSONDecodeError:
+            pass
+    return None, f"Action Input is not valid JSON ({first.msg} at position {first.pos}): {t[:200]}"
+
+
+def parse_turn(text: str, allow_plan: bool = True) -> ParsedTurn:
+    """Parse one assistant turn (see the module docstring); never raises."""
+    text = text or ""
+    thought = ""
+    m_th = re.search(
+        r"^[ \t]*Thought[ \t]*:[ \t]*(.*?)(?=^[ \t>*_#]*Action\b|\Z)", text, re.I | re.M | re.S
+    )
+    if m_th:
+        thought = m_th.group(1).strip()
+    candidates = [
+        m
+        for m in _ACTION_RE.finditer(text)
+        if not re.match(r"^[ \t>*_#]*Action[ \t]*(Input|Plan)\b", m.group(0), re.I)
+    ]
+    action_m = candidates[0] if candidates else None
+    if action_m is None:
+        final = _FINAL_RE.search(text)
+        if final:
+            answer_text = final.group(1).strip()
+            value, err = parse_json_object(answer_text)
+            answer = value if err is None else answer_text
+            if isinstance(answer, dict) and "answer" in answer:
+                answer = answer["answer"]
+            return ParsedTurn("finish", tool=FINISH, answer=answer, thought=thought)
+        if allow_plan and _PLAN_RE.search(text):
+            plan = text[_PLAN_RE.search(text).end() :].strip()  # type: ignore[union-attr]
+            return ParsedTurn("plan", plan=plan, thought=thought)
+        return ParsedTurn(
+            "invalid",
+            thought=thought,
+            error=(
+                "no action found. Write 'Action: <tool name>' and 'Action Input: <JSON object>', "
+                "or finish with 'Action: finish' and 'Action Input: {\"answer\": ...}'"
+            ),
+        )
+    tool = action_m.group(1).strip().strip("`'\"*[]").strip()
+    tool = re.sub(r"\s*\(.*\)\s*$", "", tool)
+    rest = text[action_m.end() :]
+    input_m = _INPUT_RE.search(rest)
+    if input_m is None:
+        return ParsedTurn(
+            "invalid",
+            tool=tool,
+            thought=thought,
+            error=f"no 'Action Input:' after 'Action: {tool}'",
+        )
+    args_text = rest[input_m.end() :]
+    # the JSON may span lines; it ends at a following Observation/Thought/Action/End Action line
+    stop = _STOP_RE.search(args_text)
+    if stop is not None:
+        args_text = args_text[: stop.start()]
+    args_text = args_text.strip()
+    value, err = parse_json_object(args_text)
+    if tool.lower() == FINISH:
+        if err is not None:
+            return ParsedTurn(
+                "invalid", tool=FINISH, args_text=args_text, thought=thought, error=err
+            )
+        if isinstance(value, dict):
+            if "answer" not in value:
+                return ParsedTurn(
+                    "invalid",
+                    tool=FINISH,
+                    args_text=args_text,
+                    thought=thought,
+                    error='finish needs {"answer": ...} as its Action Input',
+                )
+            value = value["answer"]
+        return ParsedTurn("finish", tool=FINISH, answer=value, args_text=args_text, thought=thought)
+    if err is not None:
+        return ParsedTurn("invalid", tool=tool, args_text=args_text, thought=thought, error=err)
+    if not isinstance(value, dict):
+        return ParsedTurn(
+            "invalid",
+            tool=tool,
+            args_text=args_text,
+            thought=thought,
+            error=f"Action Input must be a JSON object of arguments, got {args_text[:200]}",
+        )
+    return ParsedTurn("tool", tool=tool, args=value, args_text=args_text, thought=thought)
+
+
+def format_turn(thought: str, tool: str, args: Mapping[str, Any] | Any) -> str:
+    """The canonical ReAct text of one step (JSON arguments with sorted keys)."""
+    return (
+        f"Thought: {thought}\nAction: {tool}\n"
+        f"Action Input: {json.dumps(args, ensure_ascii=False, sort_keys=True)}"
+    )
+
+
+def format_finish(answer: Any, thought: str = "I have enough information to answer.") -> str:
+    """The canonical ReAct text of the final step."""
+    return format_turn(thought, FINISH, {"answer": answer})
+
+
+def system_prompt(tools: Iterable[Mapping[str, Any]], date: str | None = None) -> str:
+    """The system message: the tools with their JSON schemas and the ReAct format.
+
+    ``tools`` are dicts with ``name``, ``description`` and ``parameters`` (a :class:`Tool`'s
+    attributes or ToolComp's function specs).
+    """
+    lines = [
+        "You are a helpful assistant that answers questions by using tools."
+        + (f" The current date is {date}." if date else ""),
+        "",
+        "TOOLS (name: description; arguments as a JSON schema):",
+    ]
+    for t in tools:
+        params = json.dumps(t.get("parameters", {}), sort_keys=True, separators=(",", ":"))
+        lines.append(f"- {t['name']}: {t.get('description', '')} Arguments: {params}")
+    lines.append(
+        f"- {FINISH}: give the final answer and end the task. Arguments: "
+        + json.dumps(FINISH_SCHEMA, sort_keys=True, separators=(",", ":"))
+    )
+    lines += [
+        "",
+        "You may first write an action plan: a message starting with 'Action Plan:' and numbered "
+        "steps naming the tools you will use. Then write one step per message, exactly in this "
+        "format:",
+        "Thought: <what you know and what to do next>",
+        "Action: <one tool name>",
+        "Action Input: <the arguments as a JSON object>",
+        "",
+        "After each step you receive 'Observation: <the tool output>'. When you know the answer:",
+        "Thought: I have enough information to answer.",
+        f"Action: {FINISH}",
+        'Action Input: {"answer": <the final answer: a number, a short text, or a list>}',
+        "",
+        "Give temperatures in degrees Celsius, prices in US dollars and dates as YYYY-MM-DD.",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "FINISH",
+    "FINISH_SCHEMA",
+    "ParsedTurn",
+    "format_finish",
+    "format_turn",
+    "parse_json_object",
+    "parse_turn",
+    "system_prompt",
+]
