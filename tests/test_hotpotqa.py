@@ -176,6 +176,7 @@ def test_reset_search_lookup_finish(env: HotPotQAEnv) -> None:
         assert env.step("lookup[it]").observation == "No more results."
     obs, _, done, info = env.step("finish[nothing like it]")
     assert done and info["em"] == 0.0 and info["answer"] == env.question(tid)["answer"]
+    assert info["type"] == env.question(tid)["type"]
 
 
 def test_search_miss_lists_similar_titles(env: HotPotQAEnv) -> None:

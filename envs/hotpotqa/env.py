@@ -390,6 +390,7 @@ class HotPotQAEnv:
         gold = self._task.get("answer")
         info["prediction"] = answer
         info["answer"] = gold
+        info["type"] = self._task.get("type")
         if gold is None:
             info.update(em=0.0, f1=0.0, precision=0.0, recall=0.0, answer_unknown=True)
             return 0.0, "Episode finished (this question has no gold answer), reward = 0"
