@@ -596,10 +596,10 @@ REVIEW_BODIES = (
     "My second one, still happy.",
 )
 TEMPLATES = (
-    "i need a {noun} that is {a1} and {a2}, in {opts}",
-    "i am looking for a {a1} {noun} with {a2}, in {opts}",
-    "find me a {noun}, {a1} and {a2}, in {opts}",
-    "i want to buy a {a1} and {a2} {noun} in {opts}",
+    "i need {art}{noun} that is {a1} and {a2}, in {opts}",
+    "i am looking for {art_a1}{a1} {noun} with {a2}, in {opts}",
+    "find me {art}{noun}, {a1} and {a2}, in {opts}",
+    "i want to buy {art_a1}{a1} and {a2} {noun} in {opts}",
 )
 
 
@@ -701,13 +701,18 @@ def generate_catalogue(
 
 
 def _option_phrase(kind: str, value: str) -> str:
-    if kind == "color":
-        return f"{value} color"
     if kind == "size":
         return f"size {value}"
-    if kind in ("scent", "flavor"):
-        return f"{value} {kind}"
-    return value
+    return f"{value} {kind}"
+
+
+def _article(word: str, plural: bool) -> str:
+    """``"a "``, ``"an "`` or ``""`` (plural) before ``word``."""
+    if plural:
+        return ""
+    w = word.lower()
+    vowel = w[:1] in ("a", "e", "i", "o") or (w[:1] == "u" and not w.startswith("us"))
+    return "an " if vowel else "a "
 
 
 def make_instruction(
@@ -715,7 +720,15 @@ def make_instruction(
 ) -> str:
     """One instruction sentence (without the price part)."""
     opts = " and ".join(_option_phrase(k, v) for k, v in options)
-    return rng.choice(TEMPLATES).format(noun=noun, a1=attrs[0], a2=attrs[1], opts=opts)
+    plural = noun.endswith("s")
+    return rng.choice(TEMPLATES).format(
+        noun=noun,
+        a1=attrs[0],
+        a2=attrs[1],
+        opts=opts,
+        art=_article(noun, plural),
+        art_a1=_article(attrs[0], plural),
+    )
 
 
 def generate(
