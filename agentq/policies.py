@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 
 from agentq.errors import ProposerError
-from agentq.protocols import BaseProposer, BaseScorer
+from agentq.protocols import FREE_TEXT, BaseProposer, BaseScorer
 from agentq.types import Candidate, Context
 
 
 class RandomProposer(BaseProposer):
-    """Uniform over the environment's ``valid_actions()`` (the ``random`` MODEL spec)."""
+    """Uniform over the environment's ``valid_actions()`` (the ``random`` MODEL spec).
+
+    A free-text argument (``search[...]``) is filled with one to three random words of the
+    last message, so the baseline can act in open-ended steps too.
+    """
 
     spec = "random"
 
@@ -24,7 +29,20 @@ class RandomProposer(BaseProposer):
         """``n`` actions drawn uniformly with replacement from ``valid_actions``."""
         if not valid_actions:
             raise ProposerError("the random policy needs an environment with valid_actions()")
-        return [Candidate(self._rng.choice(list(valid_actions)), logprob=None) for _ in range(n)]
+        words = (
+            re.findall(r"[A-Za-z][A-Za-z0-9'-]+", str(context[-1].get("content", "")))
+            if context
+            else []
+        )
+        out = []
+        for _ in range(n):
+            action = self._rng.choice(list(valid_actions))
+            if FREE_TEXT in action:  # fill a free-text argument with words from the last message
+                k = self._rng.randint(1, 3)
+                fill = " ".join(self._rng.choice(words) for _ in range(k)) if words else "x"
+                action = action.replace(FREE_TEXT, fill, 1)
+            out.append(Candidate(action, logprob=None))
+        return out
 
     async def apropose(
         self, context: Context, n: int, *, valid_actions: Sequence[str] | None = None
