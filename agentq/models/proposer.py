@@ -1,0 +1,321 @@
+"""A local transformers policy that proposes candidate actions.
+
+Free mode samples N whole assistant turns for a context in one batched ``generate``
+(temperature, top-p, max new tokens, stop strings); several contexts batch together
+(:meth:`LocalProposer.propose_batch`). Constrained mode, used when the environment gives
+``valid_actions()``, scores every valid action under the policy (prefix-shared, one pass) and
+samples the N candidates from that distribution, so even a small model proposes executable
+actions; an entry with :data:`agentq.protocols.FREE_TEXT` (``search[...]``) keeps its fixed
+prefix and suffix and has the free part generated (prompted with ``search[``, stopped at ``]``).
+
+Each candidate's ``logprob`` is the log-probability under the policy (temperature 1) of the whole
+assistant turn as :func:`agentq.render.tokenize_for_scoring` renders it, end-of-turn token
+included, so the number means the same in both modes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from agentq.errors import ProposerError, UserInputError
+from agentq.models.scorer import model_max_length, prefix_shared_logprobs
+from agentq.protocols import FREE_TEXT, BaseProposer
+from agentq.render import tokenize_for_scoring
+from agentq.types import Candidate, Context
+
+Request = tuple[Context, int, Sequence[str] | None]
+"""One proposal request: context, number of candidates, valid actions (or None)."""
+
+
+def split_free_text(entry: str) -> tuple[str, str] | None:
+    """``("search[", "]")`` for ``"search[...]"``; None when ``entry`` has no free part."""
+    if FREE_TEXT not in entry:
+        return None
+    head, _, tail = entry.partition(FREE_TEXT)
+    return head, tail
+
+
+class LocalProposer(BaseProposer):
+    """A transformers causal LM as a Proposer (see the module docstring).
+
+    ``stop`` strings end a free generation (the stop string is not part of the action).
+    ``constrained=False`` ignores ``valid_actions`` and always generates freely.
+    ``temperature=0`` is greedy (all N candidates are then the same action).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 64,
+        stop: Sequence[str] | None = None,
+        constrained: bool = True,
+        seed: int = 0,
+        free_text_max_tokens: int = 24,
+        max_length: int | None = None,
+    ) -> None:
+        if temperature < 0:
+            raise UserInputError(f"temperature must be >= 0, not {temperature}")
+        if not 0 < top_p <= 1:
+            raise UserInputError(f"top_p must be in (0, 1], not {top_p}")
+        if max_new_tokens < 1:
+            raise UserInputError("max_new_tokens must be at least 1")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.max_new_tokens = int(max_new_tokens)
+        self.stop = [s for s in (stop or []) if s]
+        self.constrained = constrained
+        self.seed = int(seed)
+        self.free_text_max_tokens = int(free_text_max_tokens)
+        self.max_length = max_length or model_max_length(model)
+        self._calls = 0
+        self._lock = threading.Lock()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    # -- public -------------------------------------------------------------------------
+    def propose(
+        self, context: Context, n: int, *, valid_actions: Sequence[str] | None = None
+    ) -> list[Candidate]:
+        """``n`` candidate actions for ``context`` (constrained to ``valid_actions`` when given)."""
+        return self.propose_batch([(context, n, valid_actions)])[0]
+
+    def propose_batch(self, requests: Sequence[Request]) -> list[list[Candidate]]:
+        """Candidates for several (context, n, valid_actions) requests, batched together."""
+        import torch
+
+        with self._lock:
+            self._calls += 1
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 1_000_003 + self._calls)
+                return self._propose_batch(requests)
+
+    async def apropose_batch(self, requests: Sequence[Request]) -> list[list[Candidate]]:
+        """Async twin of :meth:`propose_batch` (runs in a worker thread)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.propose_batch, requests)
+
+    # -- internals ------------------------------------------------------------------------
+    def _propose_batch(self, requests: Sequence[Request]) -> list[list[Candidate]]:
+        out: list[list[Candidate]] = [[] for _ in requests]
+        # free-text parts to generate: (request, candidate slot, context, head, tail)
+        free_jobs: list[tuple[int, int, Context, str, str]] = []
+        plain: list[int] = []
+        constrained_reqs = []
+        for i, (_context, n, valid) in enumerate(requests):
+            if n < 1:
+                continue
+            if self.constrained and valid:
+                constrained_reqs.append(i)
+            else:
+                plain.append(i)
+        # constrained: one prefix-shared pass over every valid action of every request
+        if constrained_reqs:
+            entries = {
+                i: [str(a) for a in dict.fromkeys(requests[i][2] or [])] for i in constrained_reqs
+            }
+            fixed_items = [
+                (requests[i][0], [self._fixed_part(e) for e in entries[i]])
+                for i in constrained_reqs
+            ]
+            lps = self._entry_logprobs(fixed_items, entries)
+            for i, lp in zip(constrained_reqs, lps, strict=True):
+                context, n, _ = requests[i]
+                picks = self._sample_indices(lp, n)
+                for k in picks:
+                    entry = entries[i][k]
+                    parts = split_free_text(entry)
+                    if parts is None:
+                        out[i].append(Candidate(entry, logprob=lp[k], tokens=None))
+                    else:
+                        free_jobs.append((i, len(out[i]), context, parts[0], parts[1]))
+                        out[i].append(Candidate(parts[0] + parts[1]))  # filled in below
+        # free generation: plain requests (whole turns) and free-text parts, one generate each
+        if plain:
+            rows = [(requests[i][0], "") for i in plain for _ in range(requests[i][1])]
+            texts = self._generate(rows, self.max_new_tokens, self.stop)
+            k = 0
+            for i in plain:
+                for _ in range(requests[i][1]):
+                    text, ntok = texts[k]
+                    out[i].append(Candidate(text.strip(), tokens=ntok))
+                    k += 1
+        if free_jobs:
+            rows = [(ctx, head) for _, _, ctx, head, _ in free_jobs]
+            stops = sorted({tail[:1] for *_, tail in free_jobs if tail[:1]} | set(self.stop))
+            texts = self._generate(rows, self.free_text_max_tokens, stops)
+            for (i, slot, _, head, tail), (text, ntok) in zip(free_jobs, texts, strict=True):
+                free = " ".join(text.split())
+                if tail:
+                    free = free.split(tail[:1])[0].strip()
+                cand = out[i][slot]
+                cand.text = head + (free or "?") + tail
+                cand.tokens = ntok
+        # log-probs of every candidate that has none yet: one prefix-shared pass
+        todo = [
+            (i, j) for i, cands in enumerate(out) for j, c in enumerate(cands) if c.logprob is None
+        ]
+        if todo:
+            items: list[tuple[Context, list[str]]] = []
+            index: dict[int, int] = {}
+            for i, j in todo:
+                if i not in index:
+                    index[i] = len(items)
+                    items.append((requests[i][0], []))
+                items[index[i]][1].append(out[i][j].text)
+            token_lps = prefix_shared_logprobs(
+                self.model, self.tokenizer, items, max_length=self.max_length
+            )
+            pos = dict.fromkeys(index, 0)
+            for i, j in todo:
+                out[i][j].logprob = float(sum(token_lps[index[i]][pos[i]]))
+                pos[i] += 1
+        return out
+
+    @staticmethod
+    def _fixed_part(entry: str) -> str:
+        parts = split_free_text(entry)
+        return entry if parts is None else parts[0]
+
+    def _entry_logprobs(
+        self, items: list[tuple[Context, list[str]]], entries: dict[int, list[str]]
+    ) -> list[list[float]]:
+        """log pi(entry) per valid action; for a free-text entry, log pi of its fixed prefix."""
+        per_token = prefix_shared_logprobs(
+            self.model, self.tokenizer, items, max_length=self.max_length
+        )
+        out = []
+        for (context, fixed), toks, ent in zip(items, per_token, entries.values(), strict=True):
+            eot = len(tokenize_for_scoring(self.tokenizer, list(context), "")[1])
+            row = []
+            for text, lp, e in zip(fixed, toks, ent, strict=True):
+                if split_free_text(e) is None:
+                    row.append(float(sum(lp)))
+                else:  # the prefix is not the end of the turn: leave the end-of-turn tokens out
+                    row.append(float(sum(lp[: max(len(lp) - eot, 0)])) if text else 0.0)
+            out.append(row)
+        return out
+
+    def _sample_indices(self, logprobs: list[float], n: int) -> list[int]:
+        import torch
+
+        if not logprobs:
+            raise ProposerError("no valid actions to choose from")
+        lp = torch.tensor(logprobs, dtype=torch.float64)
+        if self.temperature == 0:
+            return [int(torch.argmax(lp))] * n
+        probs = torch.softmax(lp / self.temperature, dim=0)
+        if self.top_p < 1:
+            order = torch.argsort(probs, descending=True)
+            cum = torch.cumsum(probs[order], 0)
+            keep = order[: int((cum < self.top_p).sum()) + 1]
+            mask = torch.zeros_like(probs)
+            mask[keep] = 1
+            probs = probs * mask
+            probs = probs / probs.sum()
+        if not math.isfinite(float(probs.sum())):
+            return [int(torch.argmax(lp))] * n
+        return [int(x) for x in torch.multinomial(probs, n, replacement=True)]
+
+    def _prompt_ids(self, context: Context, head: str) -> list[int]:
+        """The rendered prompt (the scorer's own), followed by the tokens of ``head``."""
+        prompt, action = tokenize_for_scoring(self.tokenizer, list(context), head or "x")
+        if head:
+            eot = len(tokenize_for_scoring(self.tokenizer, list(context), "")[1])
+            prompt = prompt + action[: len(action) - eot]
+        return prompt
+
+    def _generate(
+        self, rows: list[tuple[Context, str]], max_new_tokens: int, stop: Sequence[str]
+    ) -> list[tuple[str, int]]:
+        """Generated continuation text and token count for each (context, assistant prefix) row."""
+        import torch
+
+        tok = self.tokenizer
+        device = next(self.model.parameters()).device
+        prompts = [self._prompt_ids(c, h) for c, h in rows]
+        if self.max_length:
+            room = self.max_length - max_new_tokens
+            if room < 1:
+                raise UserInputError(
+                    f"max_new_tokens={max_new_tokens} leaves no room for a context"
+                )
+            prompts = [p[-room:] for p in prompts]
+        width = max(len(p) for p in prompts)
+        pad = tok.pad_token_id
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for r, p in enumerate(prompts):  # left padding
+            ids[r, width - len(p) :] = torch.tensor(p)
+            mask[r, width - len(p) :] = 1
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": pad,
+            "eos_token_id": tok.eos_token_id,
+        }
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=tok)
+        with torch.inference_mode():
+            gen = self.model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
+            )
+        new = gen[:, width:].cpu()
+        out = []
+        for r in range(len(prompts)):
+            seq = new[r].tolist()
+            ntok = len(seq)
+            for k, t in enumerate(seq):
+                if t == tok.eos_token_id or t == pad:
+                    ntok = k
+                    break
+            text = tok.decode(seq[:ntok], skip_special_tokens=True)
+            for s in stop:
+                cut = text.find(s)
+                if cut >= 0:
+                    text = text[:cut]
+            out.append((text, ntok))
+        return out
+
+
+_OPTIONS = {
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+    "stop",
+    "constrained",
+    "seed",
+    "free_text_max_tokens",
+    "max_length",
+}
+
+
+def proposer_from_spec(spec: str, **options: Any) -> LocalProposer:
+    """The MODEL spec of a local transformers model (directory, hub id or ``smollm2``).
+
+    Options: ``device``, ``dtype`` (loading) and the :class:`LocalProposer` arguments. The
+    loaded model is shared in this process with other users of the same spec.
+    """
+    from agentq.models.loading import load_causal_lm
+
+    device = options.pop("device", None)
+    dtype = options.pop("dtype", None)
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise UserInputError(f"unknown option(s) for a local model: {', '.join(sorted(unknown))}")
+    model, tok = load_causal_lm(spec, device=device, dtype=dtype, cache=True)
+    p = LocalProposer(model, tok, **options)
+    p.spec = spec
+    return p

@@ -1,0 +1,425 @@
+"""Step-level DPO training of a Q-value model (``agentq train``): TRL's DPOTrainer + a peft LoRA.
+
+The policy is the base model with a LoRA adapter; the reference is the same model with the
+adapter disabled (one model in memory). Every pair is tokenized by
+:func:`agentq.render.tokenize_for_scoring`, the scorer's own renderer, and handed to TRL
+already tokenized, so the tokens DPO trains on are exactly the tokens the scorer scores: the
+prompt is the context under the chat template truncated from the left, the action the whole
+assistant turn including its end-of-turn token. The prompt of a pair is the one its longer
+action gets (so both sequences fit in ``max_length``; without truncation all prompts agree).
+
+Because the adapter starts as the identity, the first step's loss is ln 2. Loss, reward
+accuracy and margins are logged with a progress bar; at the end the pairwise accuracy on the
+validation pairs (Q(chosen) > Q(rejected) under the trained scorer) is reported and stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentq.errors import UserInputError
+from agentq.render import tokenize_for_scoring
+
+DEFAULT_TARGET_MODULES = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of step-level DPO training (the ``agentq train`` options)."""
+
+    beta: float = 0.1
+    learning_rate: float = 5e-5
+    epochs: float = 3.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 1024
+    """Longest prompt + action in tokens; longer prompts are truncated from the left."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    gradient_checkpointing: bool = True
+    aggregation: str = "sum"
+    """How the scorer aggregates token log-ratios (DPO itself always trains on the sum)."""
+    warmup_steps: float = 0.0
+    """Warmup: a number of steps, or a fraction of the total when below 1."""
+    weight_decay: float = 0.0
+    seed: int = 0
+    logging_steps: int = 1
+    device: str | None = None
+    """``cuda`` / ``cpu`` / None (CUDA when present)."""
+    dtype: str | None = None
+    """Model weights dtype; None = bf16 on CUDA, fp32 on CPU (bf16 autocast follows it)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More ``trl.DPOConfig`` fields, passed through."""
+
+    def check(self) -> None:
+        """Raise ``UserInputError`` for values that cannot work."""
+        if self.beta <= 0:
+            raise UserInputError(f"beta must be > 0, not {self.beta}")
+        if self.learning_rate <= 0:
+            raise UserInputError(f"learning rate must be > 0, not {self.learning_rate}")
+        if self.epochs <= 0:
+            raise UserInputError(f"epochs must be > 0, not {self.epochs}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise UserInputError("batch size and gradient accumulation must be at least 1")
+        if self.max_length < 8:
+            raise UserInputError(f"max_length {self.max_length} is too small")
+        if self.lora_r < 1:
+            raise UserInputError("lora_r must be at least 1")
+        if self.aggregation not in ("sum", "mean"):
+            raise UserInputError(f"aggregation must be sum or mean, not {self.aggregation!r}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_qmodel` returns: the output directory and the metrics it stored."""
+
+    out: Path
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+
+
+def tokenize_pair(
+    tokenizer: Any, pair: dict[str, Any], max_length: int | None
+) -> dict[str, list[int]]:
+    """``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` of one pair, as the scorer tokenizes.
+
+    Raises ``ValueError`` when an action alone does not fit in ``max_length``.
+    """
+    context = list(pair["prompt"])
+    chosen = str(pair["chosen"][-1]["content"])
+    rejected = str(pair["rejected"][-1]["content"])
+    pc, c = tokenize_for_scoring(tokenizer, context, chosen, max_length)
+    pr, r = tokenize_for_scoring(tokenizer, context, rejected, max_length)
+    prompt = pc if len(pc) <= len(pr) else pr
+    return {"prompt_ids": prompt, "chosen_ids": c, "rejected_ids": r}
+
+
+def tokenize_pairs(
+    tokenizer: Any, pairs: list[dict[str, Any]], max_length: int | None, where: str = "pairs"
+) -> list[dict[str, list[int]]]:
+    """:func:`tokenize_pair` for every pair; a pair whose action cannot fit is a user error."""
+    out = []
+    for i, p in enumerate(pairs):
+        try:
+            out.append(tokenize_pair(tokenizer, p, max_length))
+        except ValueError as e:
+            raise UserInputError(f"{where}: pair {i + 1}: {e}") from e
+    return out
+
+
+def _make_trainer_class() -> Any:
+    from trl import DPOTrainer
+
+    class PreTokenizedDPOTrainer(DPOTrainer):
+        """DPOTrainer whose datasets arrive tokenized by agentq's renderer (no re-tokenizing)."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # type: ignore[override]
+            cols = set(dataset.column_names or [])
+            need = {"prompt_ids", "chosen_ids", "rejected_ids"}
+            if not need <= cols:
+                raise ValueError(f"{dataset_name} dataset must be pre-tokenized ({sorted(need)})")
+            return dataset
+
+    return PreTokenizedDPOTrainer
+
+
+def _progress_callback(progress: bool) -> Any:
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """A tqdm bar over optimizer steps showing loss, reward accuracy and margin."""
+
+        bar: Any = None
+
+        def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
+            if progress:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=state.max_steps, desc="DPO", unit="step", dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[override]
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
+            if self.bar is None or not logs or "loss" not in logs:
+                return
+            self.bar.set_postfix(
+                loss=f"{float(logs['loss']):.4f}",
+                acc=f"{float(logs.get('rewards/accuracies', float('nan'))):.2f}",
+                margin=f"{float(logs.get('rewards/margins', float('nan'))):.4f}",
+            )
+
+        def on_train_end(self, args, state, control, **kwargs):  # type: ignore[override]
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return Progress()
+
+
+def pairwise_accuracy(
+    model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, beta: float, max_length: int | None
+) -> float | None:
+    """Share of pairs with Q(chosen) > Q(rejected) under the peft ``model`` (None for no pairs)."""
+    from agentq.models.scorer import score_items
+
+    if not pairs:
+        return None
+    items = [
+        (list(p["prompt"]), [p["chosen"][-1]["content"], p["rejected"][-1]["content"]])
+        for p in pairs
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        scores: list[list[float]] = []
+        for start in range(0, len(items), 16):
+            scores += score_items(
+                model, tokenizer, items[start : start + 16], beta=beta, max_length=max_length
+            )
+    finally:
+        model.train(was_training)
+    return sum(s[0] > s[1] for s in scores) / len(scores)
+
+
+def _checkpointing_field() -> str:
+    """``activation_checkpointing`` in newer transformers, ``gradient_checkpointing`` before."""
+    import dataclasses
+
+    from trl import DPOConfig
+
+    names = {f.name for f in dataclasses.fields(DPOConfig)}
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else "gradient_checkpointing"
+    )
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise UserInputError(f"output {out} already exists (pass --overwrite to replace it)")
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+
+
+def train_qmodel(
+    pairs: str | Path | list[dict[str, Any]],
+    base: str,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a Q-value model on step-level preference pairs and write it to ``out``.
+
+    ``pairs`` is a pairs.jsonl path or its records (``split`` = ``train`` / ``validation``);
+    ``base`` a MODEL spec (directory, hub id, ``smollm2``). ``out`` receives the LoRA adapter
+    (safetensors) and ``qmodel.json``. Returns the metrics, also stored in ``qmodel.json``:
+    first and last loss, reward accuracy and margins, validation pairwise accuracy.
+    """
+    cfg = config or TrainConfig()
+    cfg.check()
+    from agentq.data.pairs import read_pairs
+
+    out = Path(out)
+    if isinstance(pairs, (str, Path)):
+        pairs_path: Path | None = Path(pairs)
+        records = read_pairs(Path(pairs))
+    else:
+        pairs_path = None
+        records = list(pairs)
+    train_pairs = [p for p in records if p.get("split", "train") == "train"]
+    val_pairs = [p for p in records if p.get("split", "train") == "validation"]
+    if not train_pairs:
+        raise UserInputError(
+            "no training pairs (every pair is in the validation split, or the file is empty)"
+        )
+    _check_out(out, overwrite)
+
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOConfig
+
+    from agentq.models.loading import load_causal_lm, pick_device, resolve_model_path
+    from agentq.models.qmodel import write_qmodel_config
+    from agentq.models.scorer import model_max_length
+
+    device = pick_device(cfg.device)
+    model, tok = load_causal_lm(base, device=device, dtype=cfg.dtype)
+    limit = model_max_length(model)
+    if limit is not None and cfg.max_length > limit:
+        raise UserInputError(
+            f"max_length {cfg.max_length} is longer than the model can take ({limit})"
+        )
+    where = str(pairs_path) if pairs_path else "pairs"
+    train_tok = tokenize_pairs(tok, train_pairs, cfg.max_length, where)
+    truncated = sum(
+        len(tokenize_for_scoring(tok, list(p["prompt"]), p["chosen"][-1]["content"])[0])
+        > len(t["prompt_ids"])
+        for p, t in zip(train_pairs, train_tok, strict=True)
+    )
+    train_ds = Dataset.from_list(train_tok)
+
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    use_bf16 = device.startswith("cuda") and next(model.parameters()).dtype == torch.bfloat16
+    work = out / ".trainer"
+    ckpt: dict[str, Any] = {_checkpointing_field(): cfg.gradient_checkpointing}
+    args = DPOConfig(
+        output_dir=str(work),
+        beta=cfg.beta,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_length=None,  # prompts are already truncated from the left by tokenize_pair
+        bf16=use_bf16,
+        fp16=False,
+        use_cpu=device == "cpu",
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        disable_tqdm=True,  # our own bar (loss, reward accuracy, margin) replaces the default one
+        dataloader_num_workers=0,
+        **ckpt,
+        **cfg.extra,
+    )
+    trainer = _make_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        processing_class=tok,
+        peft_config=lora,
+        callbacks=[_progress_callback(progress)],
+    )
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)  # raw log dicts: our bar shows the useful part
+    trainer.remove_callback(ProgressCallback)
+    t0 = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - t0
+    peft_model = trainer.model
+    history = [h for h in trainer.state.log_history if "loss" in h]
+
+    val_acc = pairwise_accuracy(
+        peft_model, tok, val_pairs, beta=cfg.beta, max_length=cfg.max_length
+    )
+    train_acc = pairwise_accuracy(
+        peft_model, tok, train_pairs[:256], beta=cfg.beta, max_length=cfg.max_length
+    )
+    metrics: dict[str, Any] = {
+        "steps": trainer.state.global_step,
+        "first_loss": history[0]["loss"] if history else None,
+        "final_loss": history[-1]["loss"] if history else None,
+        "final_reward_accuracy": history[-1].get("rewards/accuracies") if history else None,
+        "final_reward_margin": history[-1].get("rewards/margins") if history else None,
+        "train_pairwise_accuracy": train_acc,
+        "validation_pairwise_accuracy": val_acc,
+        "wall_s": round(wall, 2),
+        "log": [
+            {
+                k: v
+                for k, v in h.items()
+                if k in ("step", "epoch", "loss", "rewards/accuracies", "rewards/margins")
+            }
+            for h in history
+        ],
+    }
+    data = {
+        "pairs_file": str(pairs_path.resolve()) if pairs_path else None,
+        "pairs_sha256": _file_digest(pairs_path) if pairs_path else None,
+        "train_pairs": len(train_pairs),
+        "validation_pairs": len(val_pairs),
+        "tasks": len({p.get("task_id") for p in records}),
+        "truncated_prompts": truncated,
+        "mean_prompt_tokens": round(
+            sum(len(t["prompt_ids"]) for t in train_tok) / len(train_tok), 1
+        ),
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(str(out), safe_serialization=True)
+    resolved = resolve_model_path(base)
+    base_ref = base if base.strip().lower() == "smollm2" or resolved == base else resolved
+    training = {k: v for k, v in asdict(cfg).items() if k not in ("extra",)}
+    training["target_modules"] = list(cfg.target_modules)
+    write_qmodel_config(
+        out,
+        base_model=base_ref,
+        base_config=peft_model.get_base_model().config,
+        beta=cfg.beta,
+        aggregation=cfg.aggregation,
+        max_length=cfg.max_length,
+        chat_template=tok.chat_template,
+        lora={
+            "r": cfg.lora_r,
+            "alpha": cfg.lora_alpha,
+            "dropout": cfg.lora_dropout,
+            "target_modules": list(cfg.target_modules),
+        },
+        data=data,
+        metrics=metrics,
+        training=training,
+    )
+    if progress:
+        from tqdm import tqdm
+
+        va = "n/a" if val_acc is None else f"{val_acc:.3f}"
+        tqdm.write(
+            f"trained {metrics['steps']} steps in {wall:.1f}s | first loss {_fmt(metrics['first_loss'])} | "
+            f"final loss {_fmt(metrics['final_loss'])} | validation pairwise accuracy {va} -> {out}"
+        )
+    return TrainResult(out=out, metrics=metrics, data=data)
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def summary_json(result: TrainResult) -> str:
+    """The metrics and data summary of a training run as indented JSON."""
+    return json.dumps(
+        {"out": str(result.out), "metrics": result.metrics, "data": result.data}, indent=2
+    )
