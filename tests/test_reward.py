@@ -1,0 +1,314 @@
+"""Tool-augmented reward model: TARA loader, tool-verification baseline, trace execution, training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentq.data.tara import (
+    TARA_FILES,
+    TaraStep,
+    load_tara,
+    load_tara_dir,
+    pairwise_accuracy,
+    parse_actions,
+)
+from agentq.errors import UserInputError
+from agentq.models.reward import (
+    RMBudget,
+    ToolAugmentedRewardModel,
+    ToolAugmentedScorer,
+    ToolExecutor,
+    ToolVerifyScorer,
+    encode_trace,
+    parse_tool_call,
+    tara_tools,
+)
+
+TARA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tara"
+if not TARA.is_dir():  # a fresh clone next to the shared folder, or the shared checkout itself
+    TARA = Path("/work/shared/data/tara")
+needs_tara = pytest.mark.skipif(not TARA.is_dir(), reason=f"TARA data not found at {TARA}")
+Q = [{"role": "user", "content": "What is 123*456?"}]
+
+
+# -- loader ----------------------------------------------------------------------------------
+@needs_tara
+def test_loader_reads_all_five_files() -> None:
+    data = load_tara_dir(TARA)
+    assert sorted(data) == sorted(TARA_FILES)
+    sizes = {k: len(v) for k, v in data.items()}
+    assert sizes == {
+        "calculator": 154,
+        "calendar": 106,
+        "weather": 158,
+        "multi_tools": 144,
+        "wikisearch": 284,
+    }
+    for pairs in data.values():
+        for p in pairs:
+            assert p.question and p.pos.answer and p.neg.answer
+            assert p.pos.steps and all(s.action for s in p.pos.steps)
+    multi = data["multi_tools"][0]
+    assert [s.action for s in multi.pos.steps] == ["Calendar.target_day", "history_weather"]
+    assert "humidity" in (
+        multi.pos.steps[1].observation or ""
+    )  # the multi-line observation is whole
+
+
+def test_parse_actions_dict_and_string() -> None:
+    d = parse_actions(
+        {"Thought": "t", "Action": "calculator", "Action Input": "1+1", "Observation": "2"}
+    )
+    assert d == [TaraStep("t", "calculator", "1+1", "2")]
+    text = "Thought: a\nAction: X\nAction Input: 1\nObservation: line1\nline2\nThought: b\nAction: Y\nAction Input: 2"
+    steps = parse_actions(text)
+    assert [(s.action, s.observation) for s in steps] == [("X", "line1\nline2"), ("Y", None)]
+    assert parse_actions("") == []
+    with pytest.raises(ValueError):
+        parse_actions(3)
+
+
+def test_loader_bad_row(tmp_path: Path) -> None:
+    p = tmp_path / "agent_x_test.json"
+    p.write_text(json.dumps({"id": "1", "question": "q"}) + "\n")
+    with pytest.raises(UserInputError, match="pos_answer"):
+        load_tara(p)
+
+
+# -- baseline ---------------------------------------------------------------------------------
+@needs_tara
+@pytest.mark.parametrize("name", ["calculator", "calendar"])
+def test_tool_verify_above_80_percent(name: str) -> None:
+    pairs = load_tara(TARA / TARA_FILES[name])
+    res = pairwise_accuracy(ToolVerifyScorer(), pairs)
+    assert res.n == len(pairs)
+    assert res.strict_accuracy > 0.8  # ties counted as wrong
+
+
+def test_tool_verify_claims() -> None:
+    s = ToolVerifyScorer()
+    good = "He buys 3*4 = <<3*4=12>>12 apples.\n#### 12"
+    bad_calc = "He buys 3*4 = <<3*4=13>>13 apples.\n#### 13"
+    bad_final = "He buys 3*4 = <<3*4=12>>12 apples.\n#### 15"
+    assert s.score(Q, [good, bad_calc, bad_final]) == [1.0, 0.0, 0.5]
+    cal = [{"role": "user", "content": "What day of the week is 2015-03-24?"}]
+    assert s.score(cal, ["2015-03-24 is Tuesday", "2015-03-24 is Sunday"]) == [1.0, 0.0]
+    q2 = [{"role": "user", "content": "What day is 223 days after 2017-09-28?"}]
+    assert s.score(q2, ["The day after 2017-09-28 223 days is 2018-05-09", "It is 2018-05-10"]) == [
+        1.0,
+        0.0,
+    ]
+    # nothing checkable: neutral (the search-support check is off here)
+    assert ToolVerifyScorer(support=False).score(Q, ["no claim here"]) == [0.5]
+
+
+def test_recorded_tool_replays_and_flags_missing() -> None:
+    ex = ToolExecutor(tara_tools(include_env_tools=False))
+    ex.add_records(
+        "history_weather", {"Paris, 2023-06-01": "overall weather: Sunny; humidity: 40.0"}
+    )
+    r = ex.execute("history_weather", "paris, 2023-06-01")
+    assert r.ok and "Sunny" in r.observation
+    miss = ex.execute("history_weather", "Rome, 2023-06-01")
+    assert not miss.ok and miss.observation.startswith("Error:")
+    q = [{"role": "user", "content": "What is the humidity in Paris on 2023-06-01?"}]
+    s = ToolVerifyScorer(tools=ex.tools)
+    assert s.score(q, ["The humidity is 40.0.", "The humidity is 55.0."]) == [1.0, 0.0]
+
+
+def test_executor_bad_calls_are_observations_and_cached() -> None:
+    ex = ToolExecutor(tara_tools(include_env_tools=False))
+    r = ex.execute("no_such_tool", "x")
+    assert not r.ok and "unknown tool" in r.observation
+    r = ex.execute("Calendar.target_day", "not a date")
+    assert not r.ok and r.observation.startswith("Error:")
+    a = ex.execute("calculator", "2*21")
+    b = ex.execute("calculator", "2*21")
+    assert (a.observation, a.source, b.source) == ("42", "tool", "cache")
+    assert ex.execute("calculator", "2+21").observation == "23"  # cache keys keep operators
+
+
+# -- learned model: traces ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny() -> tuple:
+    from agentq.models.tiny import make_tiny_model, make_tiny_tokenizer
+
+    tok = make_tiny_tokenizer()
+    return make_tiny_model(tok), tok
+
+
+def _calc_tools() -> dict:
+    return {
+        k: v
+        for k, v in tara_tools(include_env_tools=False).items()
+        if k in ("calculator", "Calendar.week_day")
+    }
+
+
+def test_scripted_trace_is_executed_and_observations_reach_the_model(tiny: tuple) -> None:
+    lm, tok = tiny
+    seen: list[list[str]] = []
+    rounds = iter(
+        [
+            [
+                "Thought: check it\nAction: calculator\nAction Input: 123*456\nObservation: made up",
+                "Thought: x\nAction: nonexistent\nAction Input: 1\nObservation:",
+            ],
+            [
+                "Thought: and the date\nAction: Calendar.week_day\nAction Input: 2015-03-24\nObservation:",
+                "Rationale: bad",
+            ],
+            ["Rationale: the product is 56088, so the answer is right."],
+        ]
+    )
+
+    def scripted(batch: list[list[int]], max_new: int) -> list[str]:
+        seen.append([tok.decode(b) for b in batch])
+        return next(rounds)
+
+    rm = ToolAugmentedRewardModel(lm, tok, tools=_calc_tools(), generator=scripted)
+    captured: list = []
+    handle = lm.register_forward_hook(lambda mod, args, kw_out: None)
+    handle.remove()
+    orig = rm.values
+
+    def spy(ids, mask):  # type: ignore[no-untyped-def]
+        captured.append(ids.clone())
+        return orig(ids, mask)
+
+    rm.values = spy  # type: ignore[method-assign]
+    scorer = ToolAugmentedScorer(rm)
+    scores = scorer.score(Q, ["56088", "5"])
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    t0, t1 = scorer.last_traces
+    # the real calculator answered, not the text the model made up
+    assert [s.observation for s in t0.steps] == ["56088", "Tuesday"]
+    assert t0.finished and t0.budget_hit is None
+    # an invented tool is an observation, flagged, not a crash
+    assert t1.invalid_calls == 1 and "unknown tool" in t1.steps[0].observation
+    # the observations were in the model input of the next round and of the value pass
+    assert "Observation: 56088\n" in seen[1][0]
+    assert "Observation: Tuesday\n" in seen[2][0]
+    final = tok.decode(captured[-1][0])
+    assert (
+        "Observation: 56088" in final
+        and "Observation: Tuesday" in final
+        and "so the answer is right" in final
+    )
+
+
+def test_budgets_cut_and_flag(tiny: tuple) -> None:
+    lm, tok = tiny
+    loop = "Action: calculator\nAction Input: 1+1\nObservation:"
+    rm = ToolAugmentedRewardModel(
+        lm, tok, tools=_calc_tools(), generator=lambda b, n: [loop] * len(b)
+    )
+    scorer = ToolAugmentedScorer(rm, budget=RMBudget(max_tool_calls=2, max_new_tokens=10_000))
+    scorer.score(Q, ["a"])
+    tr = scorer.last_traces[0]
+    assert tr.budget_hit == "tool_calls" and len(tr.steps) == 2 and not tr.finished
+    # real generation with a random tiny model runs into the token budget
+    rm2 = ToolAugmentedRewardModel(lm, tok, tools=_calc_tools())
+    s2 = ToolAugmentedScorer(rm2, budget=RMBudget(max_new_tokens=12, max_segment_tokens=8))
+    out = s2.score(Q, ["a", "b", "c"])
+    assert len(out) == 3
+    assert all(t.generated_tokens <= 12 for t in s2.last_traces)
+
+
+def test_parse_tool_call() -> None:
+    assert parse_tool_call("Thought: t\nAction: calculator\nAction Input: 1+2\nObservation:") == (
+        "calculator",
+        "1+2",
+    )
+    assert parse_tool_call("Rationale: fine") is None
+
+
+def test_mean_pooling_and_empty(tiny: tuple) -> None:
+    lm, tok = tiny
+    rm = ToolAugmentedRewardModel(lm, tok, tools=_calc_tools(), pooling="mean")
+    s = ToolAugmentedScorer(rm, trace="none")
+    assert s.score(Q, []) == []
+    a, b = s.score(Q, ["x", "a much longer answer"])
+    assert a != b
+    with pytest.raises(UserInputError):
+        ToolAugmentedRewardModel(lm, tok, pooling="max")
+
+
+# -- training ---------------------------------------------------------------------------------
+def _synthetic_pairs() -> list:
+    from agentq.models.reward_train import RMExample, RMPair
+
+    ex = ToolExecutor(_calc_tools())
+
+    def mk(i: int, good: bool) -> RMExample:
+        a, b = 3 + i, 4 + i
+        c = a * b if good else a * b + 1
+        step = TaraStep("check the product", "calculator", f"<<{a}*{b}={c}>>{c}", None)
+        step.observation = ex.execute(step.action, step.action_input).observation
+        why = "The calculation is correct." if good else "The calculation is wrong."
+        return RMExample(f"What is {a} times {b}?", f"<<{a}*{b}={c}>>{c}", [step], why)
+
+    return [RMPair(mk(i, True), mk(i, False), str(i)) for i in range(6)]
+
+
+def test_training_loss_decreases_and_accuracy_reaches_one(tmp_path: Path) -> None:
+    from agentq.models.reward import load_reward_model
+    from agentq.models.reward_train import (
+        RMTrainConfig,
+        teacher_forced_accuracy,
+        train_reward_model,
+    )
+    from agentq.models.tiny import save_tiny_model
+
+    base = save_tiny_model(tmp_path / "base")
+    pairs = _synthetic_pairs()
+    cfg = RMTrainConfig(
+        base=str(base),
+        lora_r=4,
+        lora_alpha=8,
+        lr=5e-3,
+        head_lr=2e-2,
+        epochs=100,
+        max_steps=30,
+        batch_size=3,
+        max_length=512,
+        seed=0,
+    )
+    rm, res = train_reward_model(
+        pairs, tmp_path / "rm", cfg, eval_pairs=pairs, progress=False, tools=_calc_tools()
+    )
+    assert res.metrics["last_loss"] < res.metrics["first_loss"]
+    assert res.metrics["eval_teacher_forced_accuracy"] == 1.0
+    # the saved directory loads back (adapter + value head + config) and gives the same values
+    rm2 = load_reward_model(tmp_path / "rm", device="cpu", dtype="float32")
+    assert list(rm2.tools) == list(_calc_tools())
+    assert teacher_forced_accuracy(rm2, pairs, cfg) == 1.0
+    cfg_doc = json.loads((tmp_path / "rm" / "reward_model.json").read_text())
+    assert cfg_doc["format"] == "agentq-reward-model" and cfg_doc["metrics"]["steps"] == 30
+    # and as a Scorer through the spec registry
+    from agentq.specs import resolve_scorer
+
+    s = resolve_scorer(f"rm:{tmp_path / 'rm'}", trace="none", device="cpu")
+    assert len(s.score(Q, ["1", "2"])) == 2
+
+
+def test_bad_reward_model_dir(tmp_path: Path) -> None:
+    from agentq.models.reward import load_reward_model
+
+    with pytest.raises(UserInputError, match="not found"):
+        load_reward_model(tmp_path / "missing")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UserInputError, match="reward_model.json"):
+        load_reward_model(tmp_path / "d")
+
+
+def test_encode_trace_kinds(tiny: tuple) -> None:
+    _, tok = tiny
+    ids, kinds = encode_trace(
+        tok, Q, [("model", "Action: x\nAction Input: 1\nObservation:"), ("observation", " 2\n")]
+    )
+    assert kinds[-1] == "eos" and "observation" in kinds and kinds[0] == "prompt"
+    assert len(ids) == len(kinds)
