@@ -218,7 +218,33 @@ def test_sandbox_no_writes_outside(tmp_path: Path) -> None:
         {"code": f"import os\nos.symlink({str(target)!r}, 'link')\nopen('link', 'w').write('x')"}
     )
     assert "outside the working directory" in out
+    # patching the modules the check might rely on does not help
+    out = py.run(
+        {
+            "code": "import os, sys, builtins\n"
+            "os.path.realpath = lambda p: os.getcwd() + '/x'\n"
+            "builtins.isinstance = lambda *a: True\n"
+            "sys.modules['__main__'].SCRATCH = '/'\n"
+            f"open({str(target)!r}, 'w').write('x')"
+        }
+    )
+    assert "writing outside the working directory" in out
+    out = py.run(
+        {
+            "code": f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\nos.unlink('keep.txt', dir_fd=fd)"
+        }
+    )
+    assert "outside the working directory" in out
+    assert "not allowed" in py.run({"code": "import gc\ngc.get_objects()"})
     assert not target.exists() and keep.read_text() == "safe"
+    # inside the scratch directory, files and folders work as usual
+    out = py.run(
+        {
+            "code": "import os, shutil, tempfile\nos.makedirs('a/b')\nopen('a/b/f', 'w').write('1')\n"
+            "shutil.rmtree('a')\nwith tempfile.NamedTemporaryFile('w') as f:\n    f.write('x')\nprint('fine')"
+        }
+    )
+    assert out.strip() == "fine"
 
 
 def test_sandbox_fork_loop_and_processes() -> None:

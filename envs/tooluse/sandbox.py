@@ -15,9 +15,18 @@ Layers (defence in depth):
    outside the scratch directory, ``fork``/``exec``/``spawn``/``system``/``subprocess``,
    signalling other processes, ``ctypes`` foreign calls and raising resource limits. A refused
    operation raises ``PermissionError("sandbox: ...")``, which the program sees (and may catch);
-   its traceback is the observation.
+   its traceback is the observation. The hook's decisions depend only on values bound as its
+   default arguments (strings, tuples, C functions such as ``posix.lstat``), so patching
+   ``os.path``, ``builtins`` or the bootstrap's globals does not change them; paths are
+   resolved with those C functions (symlinks followed, ``dir_fd`` and descriptors through
+   ``/proc/self/fd``); giving the hook new code or defaults, tracing, and ``gc`` introspection
+   are refused.
 4. The parent kills the whole process group at the wall-clock limit, and reads at most
    ``max_output_chars`` of output from a file (so an endless ``print`` cannot fill memory).
+
+This contains an agent's mistakes and the usual attacks (see ``tests/test_tooluse.py``). It is
+not a boundary against hostile code with a native-level exploit: for that, also run the
+process as an unprivileged user or in a container.
 """
 
 from __future__ import annotations
@@ -56,82 +65,203 @@ if cfg.get("uid") is not None:
 _lim(resource.RLIMIT_NPROC, cfg["nproc"])
 _lim(resource.RLIMIT_AS, cfg["memory"])
 
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-_BLOCKED = {
-    "os.fork": "starting processes (fork)",
-    "os.forkpty": "starting processes (fork)",
-    "os.posix_spawn": "starting processes (spawn)",
-    "os.exec": "starting programs (exec)",
-    "os.spawn": "starting processes (spawn)",
-    "os.system": "running shell commands",
-    "os.startfile": "starting programs",
-    "subprocess.Popen": "starting processes (subprocess)",
-    "os.kill": "sending signals",
-    "os.killpg": "sending signals",
-    "signal.pthread_kill": "sending signals",
-    "ctypes.dlopen": "loading native libraries (ctypes)",
-    "ctypes.dlsym": "calling native code (ctypes)",
-    "ctypes.dlsym/handle": "calling native code (ctypes)",
-    "ctypes.call_function": "calling native code (ctypes)",
-    "resource.setrlimit": "changing resource limits",
-    "resource.prlimit": "changing resource limits",
-    "os.setuid": "changing user",
-    "os.chroot": "changing the root directory",
-}
-_BLOCKED_IMPORTS = {"_posixsubprocess"}
-# event -> positions of path arguments that must lie inside the scratch directory
-_PATH_EVENTS = {
-    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1),
-    "os.symlink": (1,), "os.link": (0, 1), "os.chmod": (0,), "os.chown": (0,),
-    "os.truncate": (0,), "os.utime": (0,), "os.chflags": (0,), "os.lchflags": (0,),
-    "os.setxattr": (0,), "os.removexattr": (0,), "os.mkfifo": (0,), "os.mknod": (0,),
-    "shutil.rmtree": (0,), "shutil.copyfile": (1,), "shutil.copytree": (1,), "shutil.move": (1,),
-}
+import posix
 
-def _inside(path):
-    if isinstance(path, int):
-        return True  # an already open descriptor
-    try:
-        p = os.path.realpath(os.fsdecode(path))
-    except Exception:
-        return False
-    return p == SCRATCH or p.startswith(SCRATCH + os.sep)
+def _make_hook(scratch):
+    """The audit hook. Everything it uses is bound as a default argument (immutable tuples,
+    strings and C functions), so user code cannot change its decisions by patching modules,
+    builtins or this module's globals; setting a function's defaults or code, tracing, and
+    the gc introspection that could reach it are refused."""
 
-def _refuse(what):
-    raise PermissionError(f"sandbox: {what} is not allowed")
+    def _real(p, _cwd=posix.getcwd, _lstat=posix.lstat, _readlink=posix.readlink, _OSError=OSError):
+        # realpath from C functions only (os.path is Python code user code could patch)
+        if p[:1] != "/":
+            p = _cwd() + "/" + p
+        pending = p.split("/")
+        pending.reverse()
+        out = []
+        links = 0
+        while pending:
+            part = pending.pop()
+            if part == "" or part == ".":
+                continue
+            if part == "..":
+                if out:
+                    out.pop()
+                continue
+            cur = "/" + "/".join(out + [part])
+            try:
+                mode = _lstat(cur).st_mode
+            except _OSError:
+                mode = 0
+            if mode & 0o170000 == 0o120000:
+                links += 1
+                if links > 40:
+                    return None
+                target = _readlink(cur)
+                if target[:1] == "/":
+                    out = []
+                more = target.split("/")
+                more.reverse()
+                pending.extend(more)
+                continue
+            out.append(part)
+        return "/" + "/".join(out)
 
-def _hook(event, args):
-    if event.startswith("socket."):
-        _refuse("network access")
-    if event == "open":
-        path, mode, flags = args
-        writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
-            isinstance(mode, str) and any(c in mode for c in "wax+")
-        )
-        if writing and path is not None and not _inside(path):
-            _refuse(f"writing outside the working directory ({os.fsdecode(path)!r})")
-        return
-    what = _BLOCKED.get(event)
-    if what is not None:
-        _refuse(what)
-    if event == "import" and args and args[0] in _BLOCKED_IMPORTS:
-        _refuse(f"importing {args[0]}")
-    idx = _PATH_EVENTS.get(event)
-    if idx is not None:
-        for i in idx:
-            if i < len(args) and args[i] is not None and not _inside(args[i]):
-                _refuse(f"changing files outside the working directory ({os.fsdecode(args[i])!r})")
+    def _hook(
+        event,
+        args,
+        _scratch=scratch,
+        _prefix=scratch + "/",
+        _real=_real,
+        _fspath=posix.fspath,
+        _readlink=posix.readlink,
+        _str=str,
+        _bytes=bytes,
+        _int=int,
+        _isinstance=isinstance,
+        _len=len,
+        _PermissionError=PermissionError,
+        _write_flags=posix.O_WRONLY | posix.O_RDWR | posix.O_APPEND | posix.O_CREAT | posix.O_TRUNC,
+        _blocked=(
+            ("os.fork", "starting processes (fork)"),
+            ("os.forkpty", "starting processes (fork)"),
+            ("os.posix_spawn", "starting processes (spawn)"),
+            ("os.exec", "starting programs (exec)"),
+            ("os.spawn", "starting processes (spawn)"),
+            ("os.system", "running shell commands"),
+            ("os.startfile", "starting programs"),
+            ("subprocess.Popen", "starting processes (subprocess)"),
+            ("os.kill", "sending signals"),
+            ("os.killpg", "sending signals"),
+            ("signal.pthread_kill", "sending signals"),
+            ("ctypes.dlopen", "loading native libraries (ctypes)"),
+            ("ctypes.dlsym", "calling native code (ctypes)"),
+            ("ctypes.dlsym/handle", "calling native code (ctypes)"),
+            ("ctypes.call_function", "calling native code (ctypes)"),
+            ("resource.setrlimit", "changing resource limits"),
+            ("resource.prlimit", "changing resource limits"),
+            ("os.setuid", "changing user"),
+            ("os.chroot", "changing the root directory"),
+            ("sys.settrace", "tracing"),
+            ("sys.setprofile", "profiling hooks"),
+            ("gc.get_objects", "gc introspection"),
+            ("gc.get_referrers", "gc introspection"),
+            ("gc.get_referents", "gc introspection"),
+        ),
+        _blocked_imports=("_posixsubprocess",),
+        _guarded_attrs=("__code__", "__defaults__", "__kwdefaults__"),
+        _function=type(_real),
+        _boot=__file__,
+        # event -> (positions of paths that must lie inside the scratch directory,
+        #           positions of dir_fd arguments, which must be unset)
+        _path_events=(
+            ("os.remove", (0,), (1,)),
+            ("os.rmdir", (0,), (1,)),
+            ("os.mkdir", (0,), (2,)),
+            ("os.rename", (0, 1), (2, 3)),
+            ("os.symlink", (1,), (2,)),
+            ("os.link", (0, 1), (2, 3)),
+            ("os.chmod", (0,), (2,)),
+            ("os.chown", (0,), (3,)),
+            ("os.utime", (0,), (3,)),
+            ("os.truncate", (0,), ()),
+            ("os.chflags", (0,), ()),
+            ("os.lchflags", (0,), ()),
+            ("os.setxattr", (0,), ()),
+            ("os.removexattr", (0,), ()),
+            ("os.mkfifo", (0,), (2,)),
+            ("os.mknod", (0,), (3,)),
+            ("shutil.rmtree", (0,), ()),
+            ("shutil.copyfile", (1,), ()),
+            ("shutil.copytree", (1,), ()),
+            ("shutil.move", (1,), ()),
+        ),
+    ):
+        def text(path):
+            if _isinstance(path, _str):
+                return path
+            if _isinstance(path, _bytes):
+                return path.decode("utf-8", "surrogateescape")
+            return text(_fspath(path))
+
+        def inside(path, dir_fd=None):
+            # resolve descriptors and dir_fd-relative paths through /proc/self/fd
+            try:
+                if _isinstance(path, _int):
+                    full = _readlink("/proc/self/fd/" + _str(path))
+                else:
+                    full = text(path)
+                    if dir_fd is not None and dir_fd != -1 and full[:1] != "/":
+                        full = _readlink("/proc/self/fd/" + _str(dir_fd)) + "/" + full
+                real = _real(full)
+            except BaseException:
+                return False
+            return real is not None and (real == _scratch or real[: _len(_prefix)] == _prefix)
+
+        if event[:7] == "socket.":
+            raise _PermissionError("sandbox: network access is not allowed")
+        if event == "open":
+            path, mode, flags = args
+            writing = (_isinstance(flags, _int) and flags & _write_flags) or (
+                _isinstance(mode, _str) and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)
+            )
+            if writing and path is not None:
+                if mode is None and not _isinstance(path, _int) and text(path)[:1] != "/":
+                    # os.open may carry a dir_fd the event does not show
+                    raise _PermissionError(
+                        "sandbox: os.open for writing needs an absolute path inside the working "
+                        "directory (or use open())"
+                    )
+                if not inside(path):
+                    shown = path if _isinstance(path, _int) else text(path)
+                    raise _PermissionError(
+                        f"sandbox: writing outside the working directory ({shown!r}) is not allowed"
+                    )
+            return
+        if event == "import":
+            if args and args[0] in _blocked_imports:
+                raise _PermissionError(f"sandbox: importing {args[0]} is not allowed")
+            return
+        if event == "object.__setattr__":
+            # the sandbox's own functions (this hook) cannot get new code or defaults
+            if (
+                _len(args) > 1
+                and args[1] in _guarded_attrs
+                and _isinstance(args[0], _function)
+                and args[0].__code__.co_filename == _boot
+            ):
+                raise _PermissionError(f"sandbox: setting {args[1]} is not allowed")
+            return
+        for name, what in _blocked:
+            if event == name:
+                raise _PermissionError(f"sandbox: {what} is not allowed")
+        for name, paths, fds in _path_events:
+            if event == name:
+                dir_fds = [args[i] for i in fds if i < _len(args)]
+                for k, i in enumerate(paths):
+                    if i >= _len(args) or args[i] is None:
+                        continue
+                    dir_fd = dir_fds[k] if k < _len(dir_fds) else (dir_fds[0] if dir_fds else None)
+                    if not inside(args[i], dir_fd):
+                        shown = args[i] if _isinstance(args[i], _int) else text(args[i])
+                        raise _PermissionError(
+                            f"sandbox: changing files outside the working directory ({shown!r}) is not allowed"
+                        )
+                return
+
+    return _hook
 
 import ast, traceback
 import ctypes  # noqa: F401  (loads libpython's handle now; later dlopen/dlsym are refused)
-BOOT = os.path.realpath(__file__)
+BOOT = __file__
 
-def _clean(exc, seen=None):
+def _clean(exc):
     """Format an exception without the sandbox's own frames."""
     te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
     def strip(t):
         t.stack = traceback.StackSummary.from_list(
-            [fr for fr in t.stack if os.path.realpath(fr.filename) != BOOT]
+            [fr for fr in t.stack if fr.filename != BOOT]
         )
         for sub in (t.__cause__, t.__context__):
             if sub is not None:
@@ -151,7 +281,8 @@ body = compile(tree, "<code>", "exec")
 tail = compile(last, "<code>", "eval") if last is not None else None
 ns = {"__name__": "__main__", "__builtins__": __builtins__}
 del cfg, f
-sys.addaudithook(_hook)
+sys.addaudithook(_make_hook(SCRATCH))
+del _make_hook
 try:
     exec(body, ns)
     if tail is not None:
