@@ -209,7 +209,7 @@ def test_reset_and_compact_pages(env):
     valid = env.valid_actions()
     assert valid[:2] == ["click[back to search]", "click[next >]"] and len(valid) == 12
     obs, _, _, info = env.step("click[next >]")
-    assert "page 2 of" in obs and "click[< prev]" in env.valid_actions()
+    assert "Page 2 of" in obs and "click[< prev]" in env.valid_actions()
     asin = env.state.page_asins()[0].lower()
     obs, _, _, info = env.step(f"Thought: try it. click[{asin.upper()}]")
     assert info["page"] == "item" and obs.startswith(f"[{asin}]")
@@ -230,7 +230,7 @@ def test_reset_and_compact_pages(env):
     obs, *_ = env.step("click[< prev]")
     assert f"chosen: color={color}" in obs  # options kept
     obs, *_ = env.step("click[< prev]")
-    assert "page 2 of" in obs
+    assert "Page 2 of" in obs
     obs, *_ = env.step("click[back to search]")
     assert obs.startswith("Instruction: ")
 

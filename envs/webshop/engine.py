@@ -134,9 +134,7 @@ def render_results(
     total = len(state.results)
     if total == 0:
         return f'No results for "{shorten(state.query, 60)}".\n[{BACK_TO_SEARCH}]'
-    lines = [
-        f'Results for "{shorten(state.query, 60)}" (page {state.page_no} of {state.num_pages()}, {total} items):'
-    ]
+    lines = [f"Page {state.page_no} of {state.num_pages()} ({total} results):"]
     for asin in state.page_asins():
         p = products[asin]
         lines.append(

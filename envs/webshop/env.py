@@ -33,11 +33,11 @@ from agentq.protocols import FREE_TEXT
 from agentq.types import Context, StepResult
 
 SYSTEM_PROMPT = (
-    "You are shopping in WebShop for the item in the instruction. Reply with one command: "
-    "search[query] on the search page, or click[x] where x is an element shown in brackets "
-    "on the page: a product id, an option value, next >, < prev, back to search, "
-    "description, features, reviews or buy now. Choose every option the instruction asks "
-    "for, then click[buy now]. You may think first; the last command in your reply is run."
+    "You shop in WebShop for the item in the instruction. Reply with one command: "
+    "search[query] on the search page, or click[x] with x an element in brackets on the page "
+    "(a product id, an option, next >, < prev, back to search, description, features, "
+    "reviews, buy now). Pick every option the instruction asks for, then click[buy now]. "
+    "The last command in your reply is run."
 )
 
 _CACHE: dict[tuple[Any, ...], tuple[WebShopData, ProductSearch]] = {}

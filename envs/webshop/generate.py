@@ -19,7 +19,6 @@ import argparse
 import gzip
 import json
 import random
-import string
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -603,9 +602,16 @@ TEMPLATES = (
 )
 
 
+_CONSONANTS = "bdfghklmnprstvz"
+_VOWELS = "aeiou"
+
+
 def _asin(rng: random.Random, used: set[str]) -> str:
+    """A new 10-character ASIN ``B0`` + four consonant-vowel syllables (few tokens for an LM)."""
     while True:
-        asin = "B0" + "".join(rng.choices(string.ascii_uppercase + string.digits, k=8))
+        asin = (
+            "B0" + "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(4)).upper()
+        )
         if asin not in used:
             used.add(asin)
             return asin
