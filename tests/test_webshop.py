@@ -533,3 +533,20 @@ def test_load_shipped_is_the_env_data(env):
     assert [g["instruction_text"] for g in data.goals] == [
         g["instruction_text"] for g in env.data.goals
     ]
+
+
+def test_noun_finder_options():
+    from agentq.envs.webshop.reward import _spacy_nlp, name_nouns
+
+    nouns, method = name_nouns("Acme Soft Cotton T-Shirt for Men", "heuristic")
+    assert method == "heuristic" and nouns == ["acme", "cotton", "shirt", "men"]
+    if _spacy_nlp() is None:
+        with pytest.raises(RuntimeError):
+            name_nouns("Acme Shirt", "spacy")
+        assert name_nouns("Acme Shirt", "auto")[1] == "heuristic"
+    with pytest.raises(ValueError):
+        name_nouns("Acme Shirt", "other")
+    with pytest.raises(UserInputError):
+        make("webshop", nouns="other")
+    with pytest.raises(UserInputError):
+        make("webshop", max_steps=0)
