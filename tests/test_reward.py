@@ -171,8 +171,6 @@ def test_scripted_trace_is_executed_and_observations_reach_the_model(tiny: tuple
 
     rm = ToolAugmentedRewardModel(lm, tok, tools=_calc_tools(), generator=scripted)
     captured: list = []
-    handle = lm.register_forward_hook(lambda mod, args, kw_out: None)
-    handle.remove()
     orig = rm.values
 
     def spy(ids, mask):  # type: ignore[no-untyped-def]
@@ -248,8 +246,8 @@ def _synthetic_pairs() -> list:
         c = a * b if good else a * b + 1
         step = TaraStep("check the product", "calculator", f"<<{a}*{b}={c}>>{c}", None)
         step.observation = ex.execute(step.action, step.action_input).observation
-        why = "The calculation is correct." if good else "The calculation is wrong."
-        return RMExample(f"What is {a} times {b}?", f"<<{a}*{b}={c}>>{c}", [step], why)
+        # the rationale is the same for both: the only signal is the tool's real observation
+        return RMExample(f"What is {a} times {b}?", f"<<{a}*{b}={c}>>{c}", [step], "checked.")
 
     return [RMPair(mk(i, True), mk(i, False), str(i)) for i in range(6)]
 
@@ -282,6 +280,29 @@ def test_training_loss_decreases_and_accuracy_reaches_one(tmp_path: Path) -> Non
     )
     assert res.metrics["last_loss"] < res.metrics["first_loss"]
     assert res.metrics["eval_teacher_forced_accuracy"] == 1.0
+    # through the Scorer: the trace (scripted tool call, real calculator observation) decides
+    tok = rm.tokenizer
+
+    def scripted(batch: list[list[int]], max_new: int) -> list[str]:
+        out = []
+        for ids in batch:
+            tail = tok.decode(ids).split("Answer:")[-1]
+            answer = tail.split("<|im_end|>")[0].strip()
+            if "Observation:" in tail:
+                out.append("Rationale: checked.")
+            else:
+                out.append(
+                    f"Thought: check the product\nAction: calculator\nAction Input: {answer}\nObservation:"
+                )
+        return out
+
+    rm.generator = scripted
+    triples = [
+        ([{"role": "user", "content": p.pos.question}], p.pos.answer, p.neg.answer) for p in pairs
+    ]
+    acc = pairwise_accuracy(ToolAugmentedScorer(rm), triples)
+    assert acc.strict_accuracy == 1.0
+    rm.generator = None
     # the saved directory loads back (adapter + value head + config) and gives the same values
     rm2 = load_reward_model(tmp_path / "rm", device="cpu", dtype="float32")
     assert list(rm2.tools) == list(_calc_tools())
