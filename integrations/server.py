@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from agentq.integrations.openai_compat import (
     AsyncHTTPClient,
     MalformedResponse,
@@ -241,8 +242,10 @@ class Batcher:
         self._wakeup: asyncio.Event | None = None
         self._full: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.closing = False
+        self.flushing = False
         self.busy = 0
         """Items handed to the model thread and not finished."""
 
@@ -258,7 +261,8 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentq-scorer")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="agentq-batcher")
+        self.loop = asyncio.get_running_loop()
+        self._task = self.loop.create_task(self._run(), name="agentq-batcher")
 
     def room(self) -> int:
         """How many more requests the queue takes."""
@@ -303,7 +307,11 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if window > 0 and len(self._queue) < self.config.max_batch and not self.closing:
+            if (
+                window > 0
+                and len(self._queue) < self.config.max_batch
+                and not (self.closing or self.flushing)
+            ):
                 self._full.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._full.wait(), window)
@@ -347,11 +355,16 @@ class Batcher:
                 out.append(_classify(e))
         return out
 
+    def flush(self) -> None:
+        """Stop waiting for batch windows (shutdown has begun): score what is queued now."""
+        self.flushing = True
+        if self._full is not None:
+            self._full.set()
+
     async def drain(self) -> None:
         """Stop taking requests, finish every queued one, then stop the model thread."""
         self.closing = True
-        if self._full is not None:
-            self._full.set()
+        self.flush()
         while self._queue or self.busy:
             await asyncio.sleep(0.01)
         if self._task is not None:
@@ -627,8 +640,6 @@ def serve(
     graceful_timeout: int | None = 60,
 ) -> None:
     """Run ``app`` with uvicorn until SIGINT/SIGTERM; in-flight requests finish first."""
-    import uvicorn
-
     config = uvicorn.Config(
         app,
         host=host,
@@ -638,7 +649,27 @@ def serve(
         timeout_graceful_shutdown=graceful_timeout,
         access_log=False,
     )
-    uvicorn.Server(config).run()
+    FlushingServer(config, app).run()
+
+
+def _flush_app(app: Any) -> None:
+    batcher = getattr(getattr(app, "state", None), "batcher", None)
+    loop = getattr(batcher, "loop", None)
+    if batcher is not None and loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(batcher.flush)
+
+
+class FlushingServer(uvicorn.Server):
+    """uvicorn's server that, on SIGINT/SIGTERM, also tells the batcher to stop waiting."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """Flush the batcher, then uvicorn's graceful shutdown."""
+        _flush_app(self._app)
+        super().handle_exit(sig, frame)
 
 
 class BackgroundServer:
@@ -651,12 +682,11 @@ class BackgroundServer:
     def __init__(
         self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
     ) -> None:
-        import uvicorn
-
         self.host = host
         self._config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False
         )
+        self.app = app
         self.server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
         self.port = port
@@ -667,7 +697,9 @@ class BackgroundServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> BackgroundServer:
-        """Start serving; returns once the server accepts connections."""
+        """Start serving (once); returns when the server accepts connections."""
+        if self._thread is not None:
+            return self
         self._thread = threading.Thread(target=self.server.run, name="agentq-uvicorn", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -684,6 +716,7 @@ class BackgroundServer:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful shutdown: finish in-flight requests, then stop."""
+        _flush_app(self.app)
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
