@@ -1,0 +1,1 @@
+"""Shipped data of the tool-use environment (written by ``python -m agentq.envs.tooluse.generate``)."""
