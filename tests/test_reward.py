@@ -333,3 +333,9 @@ def test_encode_trace_kinds(tiny: tuple) -> None:
     )
     assert kinds[-1] == "eos" and "observation" in kinds and kinds[0] == "prompt"
     assert len(ids) == len(kinds)
+
+
+async def test_async_twin_matches_sync() -> None:
+    s = ToolVerifyScorer(support=False)
+    acts = ["3*4 = <<3*4=12>>12\n#### 12", "3*4 = <<3*4=11>>11\n#### 11"]
+    assert await s.ascore(Q, acts) == s.score(Q, acts) == [1.0, 0.0]

@@ -792,10 +792,12 @@ def verify(
 
 
 def _question(context: Context) -> str:
-    for m in reversed(context):
-        if m.get("role") == "user" and m.get("content"):
-            return str(m["content"])
-    return str(context[-1].get("content", "")) if context else ""
+    """The text a candidate answers: the user message of a one-question context, else the
+    conversation as ``role: content`` lines (system messages left out)."""
+    msgs = [m for m in context if m.get("role") != "system" and m.get("content")]
+    if len(msgs) == 1:
+        return str(msgs[0]["content"])
+    return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in msgs)
 
 
 class ToolVerifyScorer(BaseScorer):
@@ -803,7 +805,7 @@ class ToolVerifyScorer(BaseScorer):
 
     Scores each candidate by the share of its checkable claims that hold when the tools
     re-execute them (see :func:`verify`); a candidate with no checkable claim scores
-    ``no_claim_score``. The question is the last user message of the context. Tool results
+    ``no_claim_score``. The question is the context's user message (a longer conversation is used whole). Tool results
     are cached for the scorer's lifetime. ``prepare_pairs(pairs)`` (called by
     :func:`agentq.data.tara.pairwise_accuracy`) loads TARA's recorded observations for the
     services that cannot run offline when ``use_recorded`` is True.
@@ -1123,7 +1125,7 @@ class ToolAugmentedRewardModel:
 
         class _StopAtObservation(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
-                tails = tok.batch_decode(input_ids[:, width:][:, -8:], skip_special_tokens=False)
+                tails = tok.batch_decode(input_ids[:, width:][:, -24:], skip_special_tokens=False)
                 return torch.tensor([OBSERVATION in t for t in tails], device=input_ids.device)
 
         with torch.no_grad():
