@@ -339,3 +339,18 @@ async def test_async_twin_matches_sync() -> None:
     s = ToolVerifyScorer(support=False)
     acts = ["3*4 = <<3*4=12>>12\n#### 12", "3*4 = <<3*4=11>>11\n#### 11"]
     assert await s.ascore(Q, acts) == s.score(Q, acts) == [1.0, 0.0]
+
+
+def test_train_rm_cli_bad_input(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from agentq.models.reward_cli import register
+
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # a second command keeps typer's sub-command layout
+    res = CliRunner().invoke(
+        app, ["train-rm", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 2 and "not found" in res.output
