@@ -15,7 +15,7 @@ from agentq.cli import apply_config, cli_command
 from agentq.errors import UserInputError
 
 
-def read_context_file(path: Path) -> list[dict[str, Any]]:
+def read_context_file(path: Path) -> Any:
     """A context from a file: a JSON list of messages, a JSON object with ``prompt`` (a pair) or
     ``context``, or plain text (one user message)."""
     if not path.is_file():
