@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from agentq.cli import apply_config, cli_command, parse_env_options
-
 DEFAULT_METHODS = "greedy,sample,best-of-n,random,majority"
+# names a command body sees in locals() that are not its options (closure variables included)
+_NOT_OPTIONS = {"ctx", "config", "apply_config", "cli_command", "parse_env_options"}
 
 
 def _split_list(values: list[str]) -> list[str]:
@@ -23,46 +22,9 @@ def _split_list(values: list[str]) -> list[str]:
     return out
 
 
-def build_policies(
-    policy: str, *, seed: int, temperature: float, options: dict[str, Any] | None = None
-) -> tuple[Any, Any]:
-    """(sampling proposer, greedy proposer) for a MODEL spec.
-
-    The greedy twin is built at temperature 0; policies whose builder takes no temperature
-    (``random``) give the same proposer for both.
-    """
-    from agentq.specs import resolve_policy
-
-    options = dict(options or {})
-    if policy.strip() == "random":
-        p = resolve_policy(policy, seed=seed)
-        return p, p
-    try:
-        sampler = resolve_policy(policy, seed=seed, temperature=temperature, **options)
-        greedy = resolve_policy(policy, seed=seed, temperature=0.0, **options)
-    except TypeError:
-        sampler = resolve_policy(policy, seed=seed, **options)
-        greedy = sampler
-    return sampler, greedy
-
-
-def build_scorers(
-    specs: list[str], *, env: str, env_options: dict[str, Any], options: dict[str, Any]
-) -> dict[str, Any]:
-    """Build each SCORER spec once (``toy-oracle`` gets the toy environment's options)."""
-    from agentq.specs import resolve_scorer
-
-    out = {}
-    for s in specs:
-        opts = dict(options)
-        if s.strip() == "toy-oracle" and env == "toy" and not opts:
-            opts = dict(env_options)
-        out[s] = resolve_scorer(s, **opts)
-    return out
-
-
 def register(app: typer.Typer) -> None:
     """Add ``eval``, ``eval-toolcomp``, ``eval-pairs``, ``view`` and ``demo`` to ``app``."""
+    from agentq.cli import apply_config, cli_command, parse_env_options
 
     @app.command(name="eval")
     @cli_command
@@ -110,7 +72,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare action-selection methods on one environment split (success rate with 95% CIs)."""
         opts = apply_config(
-            ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
+            ctx, config, {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
         )
         from agentq.eval.runner import run_evaluation
 

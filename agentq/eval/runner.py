@@ -141,6 +141,13 @@ def reseed(obj: Any, seed: int) -> None:
     if callable(fn):
         fn(seed)
         return
+    if isinstance(fn, int) and not isinstance(
+        fn, bool
+    ):  # LocalProposer: seed attribute + call count
+        obj.seed = seed % (2**31)
+        if isinstance(getattr(obj, "_calls", None), int):
+            obj._calls = 0
+        return
     rng = getattr(obj, "_rng", None)
     if isinstance(rng, random.Random):
         rng.seed(seed)
@@ -481,7 +488,6 @@ def run_evaluation(
     """
     import agentq.envs as envs
     from agentq.cli import parse_env_options
-    from agentq.eval.cli import build_policies, build_scorers
     from agentq.eval.report import markdown_table, write_report
 
     out = Path(out)
@@ -578,3 +584,41 @@ def run_evaluation(
         write_html(traj_path, out / "trajectories.html")
     rep["table"] = markdown_table(rep)
     return rep
+
+
+def build_policies(
+    policy: str, *, seed: int, temperature: float, options: dict[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """(sampling proposer, greedy proposer) for a MODEL spec.
+
+    The greedy twin is built at temperature 0; policies whose builder takes no temperature
+    (``random``) give the same proposer for both.
+    """
+    from agentq.specs import resolve_policy
+
+    options = dict(options or {})
+    if policy.strip() == "random":
+        p = resolve_policy(policy, seed=seed)
+        return p, p
+    try:
+        sampler = resolve_policy(policy, seed=seed, temperature=temperature, **options)
+        greedy = resolve_policy(policy, seed=seed, temperature=0.0, **options)
+    except TypeError:
+        sampler = resolve_policy(policy, seed=seed, **options)
+        greedy = sampler
+    return sampler, greedy
+
+
+def build_scorers(
+    specs: list[str], *, env: str, env_options: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
+    """Build each SCORER spec once (``toy-oracle`` gets the toy environment's options)."""
+    from agentq.specs import resolve_scorer
+
+    out = {}
+    for s in specs:
+        opts = dict(options)
+        if s.strip() == "toy-oracle" and env == "toy" and not opts:
+            opts = dict(env_options)
+        out[s] = resolve_scorer(s, **opts)
+    return out

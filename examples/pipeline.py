@@ -1,0 +1,366 @@
+#!/usr/bin/env python
+"""The whole agentq pipeline on the shipped WebShop data: collect -> pairs -> train -> eval.
+
+    python examples/pipeline.py --scale small --out runs/pipeline-small     # CPU, small
+    python examples/pipeline.py --scale paper --out runs/pipeline-paper     # GPU, full scale
+
+1. collect: MCTS over WebShop TRAIN tasks (``agentq collect``), one tree per task in trees.jsonl.
+2. pairs:   step-level preference pairs from the trees (``agentq pairs``), pairs.jsonl.
+3. train:   step-level DPO with LoRA on SmolLM2 (``agentq train``): the Q-value model directory.
+4. eval:    SmolLM2 as the policy on held-out TEST tasks, greedy vs best-of-N with the trained
+            Q-model vs random choice among N (``agentq eval``): report.md, success.png, HTML.
+
+The collection policy at ``small`` scale is ``keywords``: uniform over the valid actions, with
+search queries made of words of the instruction (WebShop's own random baseline; it needs no
+model, so collection takes seconds on a CPU). At ``paper`` scale it is the agent's policy
+itself (``smollm2``, or any MODEL spec via --collect-policy), as in the paper.
+
+The Q-model shipped with agentq for ``agentq demo`` (agentq/eval/assets/qmodel-webshop) was
+made by ``--scale small --stages collect,pairs,train --ship``; its provenance.json records
+the command, the train task ids, and the figures of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agentq.protocols import FREE_TEXT, BaseProposer
+from agentq.types import Candidate, Context
+
+SCALES: dict[str, dict[str, Any]] = {
+    "small": {
+        "collect_policy": "keywords",
+        "collect_tasks": 150,
+        "iterations": 60,
+        "n": 4,
+        "depth": 6,
+        "rollout": "random",
+        "scheme": "siblings",
+        "margin": 0.1,
+        "val_fraction": 0.15,
+        "max_pairs": 64,
+        "beta": 0.1,
+        "lr": 5e-4,
+        "epochs": 1.0,
+        "batch_size": 4,
+        "max_length": 640,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "target_modules": ["q_proj", "v_proj"],
+        "eval_policy": "smollm2",
+        "eval_tasks": 6,
+        "eval_n": 4,
+        "eval_max_steps": 6,
+    },
+    "paper": {
+        "collect_policy": "smollm2",
+        "collect_tasks": 0,
+        "iterations": 30,
+        "n": 5,
+        "depth": 10,
+        "rollout": "policy",
+        "scheme": "best-path",
+        "margin": 0.0,
+        "val_fraction": 0.1,
+        "max_pairs": 0,
+        "beta": 0.1,
+        "lr": 5e-5,
+        "epochs": 3.0,
+        "batch_size": 8,
+        "max_length": 1024,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "eval_policy": "smollm2",
+        "eval_tasks": 0,
+        "eval_n": 5,
+        "eval_max_steps": 15,
+    },
+}
+
+_WORD_RE = re.compile(r"[a-z0-9][a-z0-9'-]*")
+_STOP = {
+    "i",
+    "a",
+    "an",
+    "the",
+    "and",
+    "for",
+    "me",
+    "with",
+    "of",
+    "in",
+    "to",
+    "is",
+    "it",
+    "that",
+    "need",
+    "want",
+    "looking",
+    "find",
+    "am",
+    "my",
+    "be",
+    "which",
+    "who",
+    "can",
+    "you",
+}
+
+
+def instruction_words(context: Context) -> list[str]:
+    """Content words of the WebShop instruction in ``context`` (price clause removed)."""
+    from agentq.envs.webshop.expert import expert_query
+
+    for m in context:
+        text = str(m.get("content", ""))
+        if "Instruction:" in text:
+            instr = text.split("Instruction:", 1)[1].split("\n", 1)[0]
+            words = _WORD_RE.findall(expert_query(instr.strip()).lower())
+            return [w for w in words if w not in _STOP] or words
+    return []
+
+
+class KeywordRandomProposer(BaseProposer):
+    """Uniform over ``valid_actions``; ``search[...]`` gets 2-6 instruction words, in order.
+
+    The model-free collection policy of the small scale (WebShop's random baseline).
+    """
+
+    spec = "keywords"
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+
+    def propose(
+        self, context: Context, n: int, *, valid_actions: Sequence[str] | None = None
+    ) -> list[Candidate]:
+        """``n`` uniform draws over the valid actions, free text filled from the instruction."""
+        valid = list(valid_actions or [])
+        if not valid:
+            from agentq.errors import ProposerError
+
+            raise ProposerError("the keywords policy needs valid_actions()")
+        words = instruction_words(context)
+        out = []
+        for _ in range(n):
+            a = self._rng.choice(valid)
+            if FREE_TEXT in a:
+                k = min(len(words), self._rng.randint(2, 6))
+                idx = sorted(self._rng.sample(range(len(words)), k)) if words else []
+                a = a.replace(FREE_TEXT, " ".join(words[i] for i in idx) or "item")
+            out.append(Candidate(a))
+        return out
+
+
+def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
+    """MCTS on the first ``collect_tasks`` TRAIN tasks -> trees.jsonl (resumable)."""
+    from agentq.envs.webshop import WebShopEnv
+
+    from agentq.collect import collect
+    from agentq.search.mcts import MCTSConfig
+    from agentq.specs import resolve_policy
+
+    env = WebShopEnv()
+    tasks = env.tasks("train")
+    if cfg["collect_tasks"]:
+        tasks = tasks[: cfg["collect_tasks"]]
+    if cfg["collect_policy"] == "keywords":
+        proposer: Any = KeywordRandomProposer(seed)
+    else:
+        proposer = resolve_policy(cfg["collect_policy"], seed=seed)
+    mcts = MCTSConfig(
+        iterations=cfg["iterations"],
+        n=cfg["n"],
+        max_depth=cfg["depth"],
+        rollout=cfg["rollout"],
+        seed=seed,
+    )
+    trees = out / "trees.jsonl"
+    t0 = time.perf_counter()
+    s = collect(
+        WebShopEnv,
+        tasks,
+        proposer,
+        mcts,
+        trees,
+        resume=trees.exists(),
+        concurrency=4,
+        models={"policy": cfg["collect_policy"]},
+        progress=True,
+    )
+    wall = time.perf_counter() - t0
+    print(
+        f"collect: {s.tasks} tasks (skipped {s.skipped}), {s.nodes} nodes, mean best reward "
+        f"{s.mean_best_reward:.3f}, {wall:.1f}s -> {trees}"
+    )
+    return {
+        "tasks": list(tasks),
+        "nodes": s.nodes,
+        "mean_best_reward": s.mean_best_reward,
+        "wall_s": round(wall, 1),
+        "mcts": mcts.to_dict(),
+        "policy": cfg["collect_policy"],
+    }
+
+
+def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
+    """Step-level pairs from trees.jsonl -> pairs.jsonl (train pairs capped at ``max_pairs``)."""
+    from agentq.data.pairs import build_pairs, write_pairs
+    from agentq.data.trees import read_trees
+
+    trees = read_trees(out / "trees.jsonl")
+    pairs = build_pairs(
+        trees, cfg["scheme"], margin=cfg["margin"], val_fraction=cfg["val_fraction"], seed=seed
+    )
+    n_all = len(pairs)
+    if cfg["max_pairs"]:
+        rng = random.Random(seed)
+        train = [p for p in pairs if p["split"] == "train"]
+        val = [p for p in pairs if p["split"] == "validation"]
+        rng.shuffle(train)
+        rng.shuffle(val)
+        keep_val = max(1, round(cfg["max_pairs"] * cfg["val_fraction"])) if val else 0
+        pairs = train[: cfg["max_pairs"]] + val[:keep_val]
+    n = write_pairs(out / "pairs.jsonl", pairs, overwrite=True)
+    n_val = sum(p["split"] == "validation" for p in pairs)
+    print(
+        f"pairs: {n_all} built, {n} kept (train {n - n_val}, validation {n_val}) -> {out / 'pairs.jsonl'}"
+    )
+    return {
+        "built": n_all,
+        "kept": n,
+        "train": n - n_val,
+        "validation": n_val,
+        "scheme": cfg["scheme"],
+        "margin": cfg["margin"],
+    }
+
+
+def stage_train(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
+    """Step-level DPO with LoRA on SmolLM2 -> the Q-model directory."""
+    from agentq.models.train import TrainConfig, train_qmodel
+
+    tc = TrainConfig(
+        beta=cfg["beta"],
+        learning_rate=cfg["lr"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        max_length=cfg["max_length"],
+        lora_r=cfg["lora_r"],
+        lora_alpha=cfg["lora_alpha"],
+        target_modules=tuple(cfg["target_modules"]),
+        seed=seed,
+    )
+    t0 = time.perf_counter()
+    res = train_qmodel(
+        out / "pairs.jsonl", "smollm2", out / "qmodel", tc, overwrite=True, progress=True
+    )
+    wall = time.perf_counter() - t0
+    print(f"train: {json.dumps(res.metrics)} ({wall:.1f}s) -> {out / 'qmodel'}")
+    return {"metrics": res.metrics, "data": res.data, "wall_s": round(wall, 1)}
+
+
+def stage_eval(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
+    """SmolLM2 on TEST tasks: greedy vs best-of-N (Q-model) vs random among N -> report/."""
+    from agentq.eval.runner import run_evaluation
+
+    rep = run_evaluation(
+        env="webshop",
+        split="test",
+        policy=cfg["eval_policy"],
+        qmodel=str(out / "qmodel"),
+        methods=["greedy,best-of-n,random"],
+        n=[cfg["eval_n"]],
+        tasks=cfg["eval_tasks"],
+        max_steps=cfg["eval_max_steps"],
+        seed=seed,
+        out=out / "report",
+        overwrite=True,
+        command=shlex.join([sys.executable, *sys.argv]),
+    )
+    print(rep["table"])
+    return {
+        m: {"success": r["success"]["mean"], "reward": r["reward"]["mean"]}
+        for m, r in rep["methods"].items()
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the stages given on the command line."""
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--scale", choices=sorted(SCALES), default="small")
+    ap.add_argument("--out", type=Path, default=Path("runs/pipeline"))
+    ap.add_argument("--stages", default="collect,pairs,train,eval")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--collect-policy", default=None, help="MODEL spec or 'keywords' (overrides the scale)."
+    )
+    ap.add_argument("--collect-tasks", type=int, default=None)
+    ap.add_argument("--eval-tasks", type=int, default=None)
+    ap.add_argument(
+        "--ship",
+        action="store_true",
+        help="Copy the trained Q-model into agentq/eval/assets/qmodel-webshop (the demo's).",
+    )
+    args = ap.parse_args(argv)
+    cfg = dict(SCALES[args.scale])
+    for k in ("collect_policy", "collect_tasks", "eval_tasks"):
+        if getattr(args, k) is not None:
+            cfg[k] = getattr(args, k)
+    args.out.mkdir(parents=True, exist_ok=True)
+    prov_path = args.out / "provenance.json"
+    prov: dict[str, Any] = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    prov.update(
+        {
+            "command": shlex.join(
+                ["python", "examples/pipeline.py", *(argv if argv is not None else sys.argv[1:])]
+            ),
+            "scale": args.scale,
+            "config": cfg,
+            "seed": args.seed,
+        }
+    )
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    funcs = {
+        "collect": stage_collect,
+        "pairs": stage_pairs,
+        "train": stage_train,
+        "eval": stage_eval,
+    }
+    for st in stages:
+        if st not in funcs:
+            ap.error(f"unknown stage {st!r}")
+        prov[st] = funcs[st](cfg, args.out, args.seed)
+        prov_path.write_text(json.dumps(prov, indent=2) + "\n")
+    if args.ship:
+        dest = Path(__file__).resolve().parents[1] / "agentq" / "eval" / "assets" / "qmodel-webshop"
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(args.out / "qmodel", dest)
+        ship = {
+            k: prov[k]
+            for k in ("command", "scale", "config", "seed", "pairs", "train")
+            if k in prov
+        }
+        if "collect" in prov:
+            ship["collect"] = {**prov["collect"], "train_tasks": prov["collect"]["tasks"]}
+            ship["collect"].pop("tasks", None)
+        (dest / "provenance.json").write_text(json.dumps(ship, indent=2) + "\n")
+        print(f"shipped -> {dest}")
+
+
+if __name__ == "__main__":
+    main()
