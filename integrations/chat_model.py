@@ -27,6 +27,7 @@ history are rendered with :func:`agentq.render.render_action`; tool results as
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -75,7 +76,9 @@ def render_tools(tools: Sequence[dict[str, Any]]) -> str:
         args = ", ".join(f"{k}: {_type_name(v)}" for k, v in props.items())
         desc = (fn.get("description") or "").strip().splitlines()
         lines.append(f"- {fn.get('name')}({args})" + (f": {desc[0]}" if desc else ""))
-    example: dict[str, Any] = dict(tools[0].get("function", tools[0])) if tools else {"name": "tool"}
+    example: dict[str, Any] = (
+        dict(tools[0].get("function", tools[0])) if tools else {"name": "tool"}
+    )
     names = list((example.get("parameters") or {}).get("properties") or {})
     example_args = {p: "..." for p in names[:2]}
     lines.append(
@@ -148,22 +151,45 @@ def forced_prefix(tools: Sequence[dict[str, Any]] | None, tool_choice: Any) -> s
         name = names[0]
     if name is None:
         return TOOL_CALL_PREFIX + '{"name": "'
-    return TOOL_CALL_PREFIX + json.dumps({"name": name})[:-1] + ', "arguments": {'
+    prefix = TOOL_CALL_PREFIX + json.dumps({"name": name})[:-1] + ', "arguments": {'
+    params = next(
+        (
+            t.get("function", t).get("parameters") or {}
+            for t in tools
+            if t.get("function", t).get("name") == name
+        ),
+        {},
+    )
+    props = params.get("properties") or {}
+    if len(props) == 1:  # one argument: name it too, and open its string
+        ((arg, schema),) = props.items()
+        prefix += json.dumps(arg) + ": " + ('"' if schema.get("type") == "string" else "")
+    return prefix
 
 
 # --------------------------------------------------------------------------------------------
 # Output parsing (shared by generate and stream, so both give the same message)
 # --------------------------------------------------------------------------------------------
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:")
+
+
 def _load_object(s: str) -> dict[str, Any] | None:
+    """The first JSON object in ``s``; also accepts bare keys and single quotes (small models)."""
     s = s.strip()
     start = s.find("{")
     if start < 0:
         return None
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(s[start:])
-    except json.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
+    s = s[start:]
+    variants = [s, _BARE_KEY.sub(r'\1"\2":', s)]
+    if '"' not in s:
+        variants.append(_BARE_KEY.sub(r'\1"\2":', s.replace("'", '"')))
+    for v in variants:
+        try:
+            obj, _ = json.JSONDecoder().raw_decode(v)
+        except json.JSONDecodeError:
+            continue
+        return obj if isinstance(obj, dict) else None
+    return None
 
 
 class OutputParser:
@@ -503,11 +529,13 @@ class LocalChatModel(BaseChatModel):
         ids, prefix, names = self._prompt(messages, kwargs)
         self._seed(s)
         input_ids = torch.tensor([ids], device=lm.device)
+        n = max(1, s["n"])
+        greedy = s["temperature"] <= 0
         with torch.inference_mode():
             out = lm.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
-                num_return_sequences=max(1, s["n"]),
+                num_return_sequences=1 if greedy else n,
                 return_dict_in_generate=True,
                 output_scores=True,
                 **self._gen_kwargs(s, tok, stop),
@@ -529,6 +557,11 @@ class LocalChatModel(BaseChatModel):
                 sum(v for v in lp_row[: keep + (1 if keep < len(row) else 0)] if v > float("-inf"))
             )
             gens.append(ChatGeneration(message=self._message(text, names, lp, keep, len(ids))))
+        if greedy and n > 1:  # greedy decoding is deterministic: n identical candidates
+            gens += [
+                ChatGeneration(message=self._message(text, names, lp, keep, len(ids)))
+                for _ in range(n - 1)
+            ]
         return ChatResult(generations=gens)
 
     def _stream(

@@ -665,11 +665,24 @@ class EnvTools:
 
     def _describe(self) -> str:
         env_name = getattr(self.env, "name", "the")
+        examples = self._examples()
         return (
             f"Take one action in the {env_name} environment and get the observation back. "
-            "`action` is the action text exactly as the environment expects it "
-            "(for example open[A], search[query] or click[item])."
+            "`action` is the action text exactly as the environment expects it"
+            + (f", for example: {', '.join(examples)}." if examples else ".")
         )
+
+    def _examples(self, k: int = 5) -> list[str]:
+        """A few valid actions of the environment's first state (for the tool description)."""
+        try:
+            for split in ("test", "train"):
+                ids = self.env.tasks(split)
+                if ids:
+                    self.env.reset(ids[0])
+                    return list(self.env.valid_actions() or [])[:k]
+        except Exception:  # noqa: BLE001 - a description without examples is fine
+            return []
+        return []
 
     @property
     def tools(self) -> list[BaseTool]:

@@ -573,3 +573,129 @@ def test_rollout_records_errors_and_goes_on():
     )
     res = rollout(agent, tools, limit=2)
     assert res.metrics["errors"] == 2 and all("boom" in t.error for t in res.trajectories)
+
+
+# ------------------------------------------------------------------------------------------
+# LocalChatModel on a tiny offline model
+# ------------------------------------------------------------------------------------------
+
+
+def test_parse_output_formats():
+    from agentq.integrations.chat_model import parse_output
+
+    content, calls, invalid = parse_output(
+        'Sure.\nTool call: {"name": "act", "arguments": {"action": "open[A]"}}\nbye', ["act"]
+    )
+    assert (
+        content == "Sure.\nbye"
+        and calls[0]["name"] == "act"
+        and calls[0]["args"] == {"action": "open[A]"}
+    )
+    _, calls, _ = parse_output(
+        '<tool_call>\n{"name": "act", "arguments": {"action": "x"}}\n</tool_call>', ["act"]
+    )
+    assert calls[0]["args"] == {"action": "x"}
+    _, calls, _ = parse_output('{"name": "act", "arguments": "{\\"action\\": \\"y\\"}"}', ["act"])
+    assert calls[0]["args"] == {"action": "y"}
+    content, calls, invalid = parse_output(
+        'Tool call: {"name": "act", "arguments": {"action": "open[B', ["act"]
+    )
+    assert calls == [] and len(invalid) == 1 and "open[B" in content
+    content, calls, invalid = parse_output('Tool call: {"name": "nope", "arguments": {}}', ["act"])
+    assert calls == [] and "unknown tool" in invalid[0]["error"]
+
+
+def test_output_parser_streams_the_same_content():
+    from agentq.integrations.chat_model import OutputParser, parse_output
+
+    text = (
+        'Thinking about it.\nTool call: {"name": "act", "arguments": {"action": "open[C]"}}\nDone.'
+    )
+    p = OutputParser(["act"])
+    streamed = "".join(p.feed(text[i : i + 3]) for i in range(0, len(text), 3)) + p.finish()
+    content, calls, _ = parse_output(text, ["act"])
+    assert streamed == content == "Thinking about it.\nDone."
+    assert [c["args"] for c in p.tool_calls] == [c["args"] for c in calls]
+
+
+def test_forced_prefix():
+    from agentq.integrations.chat_model import forced_prefix
+
+    tools = [{"type": "function", "function": {"name": "act", "parameters": {}}}]
+    assert forced_prefix(tools, None) == ""
+    assert forced_prefix(tools, "act") == 'Tool call: {"name": "act", "arguments": {'
+    assert forced_prefix(tools, "any") == 'Tool call: {"name": "act", "arguments": {'
+    two = [*tools, {"type": "function", "function": {"name": "b", "parameters": {}}}]
+    assert forced_prefix(two, "required") == 'Tool call: {"name": "'
+
+
+@pytest.fixture(scope="module")
+def door_lm():
+    """A tiny random Llama overfitted to answer the toy room-1 prompt with the best door's call."""
+    torch = pytest.importorskip("torch")
+    from agentq.integrations.chat_model import LocalChatModel
+
+    from agentq.models.tiny import make_tiny_model, make_tiny_tokenizer
+
+    env = make("toy", variant="deterministic", rooms=1, doors=3)
+    task = "toy-test-0"
+    q = env.optimal_q(task, 0)
+    best = max(q, key=q.get)
+    tools = EnvTools(env)
+    tok = make_tiny_tokenizer()
+    lm = make_tiny_model(tok, seed=0, hidden_size=64, intermediate_size=128)
+    chat = LocalChatModel.from_pretrained_objects(
+        lm, tok, temperature=0.0, max_new_tokens=80, seed=0, max_input_tokens=128
+    )
+    msgs = tools.reset(task)
+    kwargs = chat.bind_tools(tools.tools).kwargs
+    prompt_ids, _, _ = chat._prompt(msgs, kwargs)
+    target = 'Tool call: {"name": "act", "arguments": {"action": "' + best + '"}}'
+    target_ids = tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ids = torch.tensor([prompt_ids + target_ids])
+    labels = ids.clone()
+    labels[0, : len(prompt_ids)] = -100
+    lm.train()
+    opt = torch.optim.Adam(lm.parameters(), lr=1e-2)
+    torch.manual_seed(0)
+    n_prompt = len(prompt_ids)
+    for _ in range(300):
+        out = lm(input_ids=ids, labels=labels)
+        pred = out.logits[0, n_prompt - 1 : -1].argmax(-1)
+        if bool((pred == ids[0, n_prompt:]).all()) and out.loss.item() < 0.3:
+            break  # greedy decoding reproduces the target
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    lm.eval()
+    return chat, tools, task, best
+
+
+def test_local_chat_model_tool_call_invoke_stream_and_n(door_lm):
+    chat, tools, task, best = door_lm
+    msgs = tools.reset(task)
+    bound = chat.bind_tools(tools.tools)
+    msg = bound.invoke(msgs)
+    assert msg.tool_calls and msg.tool_calls[0]["name"] == "act"
+    assert msg.tool_calls[0]["args"] == {"action": best}
+    assert msg.content == "" and msg.usage_metadata["output_tokens"] > 10
+    assert isinstance(msg.response_metadata["logprob"], float)
+    chunks = list(bound.stream(msgs))
+    assert len(chunks) >= 1 and all("Tool call" not in str(c.content) for c in chunks)
+    agg = chunks[0]
+    for c in chunks[1:]:
+        agg = agg + c
+    assert [c["args"] for c in agg.tool_calls] == [{"action": best}]
+    res = chat.generate([msgs], n=3, **bound.kwargs)
+    assert len(res.generations[0]) == 3
+    assert all(g.message.tool_calls[0]["args"] == {"action": best} for g in res.generations[0])
+
+
+def test_local_chat_model_in_create_q_agent_rollout(door_lm):
+    chat, tools, task, best = door_lm
+    scorer = ToyOracleScorer(variant="deterministic", rooms=1, doors=3)
+    agent = create_q_agent(chat.model_copy(update={"temperature": 0.7}), tools, scorer, n=3)
+    res = rollout(agent, tools, tasks=[task])
+    traj = res.trajectories[0]
+    assert traj.error is None and len(traj.steps) == 1
+    assert best in traj.steps[0].action and res.success_rate == 1.0
