@@ -472,3 +472,64 @@ def test_judge_spec_builds_from_a_model_spec():
     # the random policy has no valid grades to draw from without valid_actions: it draws grades
     scores = s.score([{"role": "user", "content": "x"}], ["a", "b"])
     assert all(1.0 <= x <= 10.0 for x in scores)
+
+
+# -- the demo ---------------------------------------------------------------------------------------
+
+
+def test_demo_refuses_tasks_the_qmodel_was_trained_on(tmp_path):
+    from agentq.errors import AgentqError
+    from agentq.eval.demo import check_held_out, read_provenance
+
+    check_held_out({"collect": {"train_tasks": ["150", "151"]}}, ["0", "1"])
+    with pytest.raises(AgentqError, match="trained on 1"):
+        check_held_out({"collect": {"train_tasks": ["150", "1"]}}, ["0", "1"])
+    assert read_provenance(tmp_path) == {}
+    r = CliRunner().invoke(app, ["demo", "--qmodel", str(tmp_path), "--out", str(tmp_path / "d")])
+    assert r.exit_code == 2 and "no Q-value model" in r.output
+
+
+def test_shipped_qmodel_is_held_out_from_the_demo_tasks():
+    from agentq.envs.webshop import WebShopEnv
+
+    from agentq.eval.demo import ASSET_QMODEL, DEMO_TASKS, check_held_out, read_provenance
+
+    if not (ASSET_QMODEL / "qmodel.json").is_file():
+        pytest.skip("no shipped Q-model in this checkout")
+    prov = read_provenance(ASSET_QMODEL)
+    env = WebShopEnv()
+    train = set(prov["collect"]["train_tasks"])
+    assert train and train <= set(env.tasks("train"))
+    check_held_out(prov, env.tasks("test")[:DEMO_TASKS])
+    size = sum(p.stat().st_size for p in ASSET_QMODEL.iterdir())
+    assert size < 5_000_000
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_small(tmp_path):
+    from agentq.eval.demo import ASSET_QMODEL, run_demo
+
+    if not (ASSET_QMODEL / "qmodel.json").is_file():
+        pytest.skip("no shipped Q-model in this checkout")
+    rep = run_demo(tmp_path / "demo", tasks=1, n=2, max_steps=2, progress=False)
+    assert set(rep["methods"]) == {"greedy", "bon-qmodel@2"}
+    for f in ("report.md", "report.json", "success.png", "trajectories.jsonl", "trajectories.html"):
+        assert (tmp_path / "demo" / f).exists()
+
+
+def test_demo_code_path_with_tiny_models(tmp_path):
+    """The demo's whole path (WebShop test tasks, policy, Q-model, report, view) on tiny models."""
+    from agentq.eval.demo import run_demo
+    from agentq.models.tiny import save_tiny_model, save_tiny_qmodel
+
+    base = save_tiny_model(tmp_path / "base")
+    q = save_tiny_qmodel(tmp_path / "q", base)
+    rep = run_demo(
+        tmp_path / "demo", tasks=1, n=3, max_steps=2, qmodel=q, policy=str(base), progress=False
+    )
+    assert set(rep["methods"]) == {"greedy", "bon-qmodel@3"}
+    assert rep["config"]["demo"] and rep["tasks"] == ["0"]
+    assert "agentq demo" in rep["command"] and "--qmodel" in rep["command"]
+    trajs = load_trajectories(tmp_path / "demo" / TRAJECTORIES_FILE)
+    assert len(trajs) == 2 and all(t.error is None for t in trajs.values())
+    assert (tmp_path / "demo" / "trajectories.html").exists()
