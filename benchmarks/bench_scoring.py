@@ -77,11 +77,11 @@ class PeakMemory:
             self.peak = max(self._max, _rss_bytes()) - self.start
 
 
-def make_context(tok: Any, target: int, rng: random.Random) -> list[dict[str, str]]:
+def make_context(tok: Any, target: int, rng: random.Random) -> Any:
     """A chat context whose rendered prompt is exactly ``target`` tokens (or just under)."""
     from agentq.render import tokenize_for_scoring
 
-    sys_msg = {"role": "system", "content": "You are an agent. Reply with one action."}
+    sys_msg: Any = {"role": "system", "content": "You are an agent. Reply with one action."}
     words: list[str] = []
     while True:
         words += [rng.choice(WORDS) for _ in range(64)]
@@ -100,7 +100,7 @@ def make_context(tok: Any, target: int, rng: random.Random) -> list[dict[str, st
     return [sys_msg, {"role": "user", "content": " ".join(words[:lo])}]
 
 
-def make_action(tok: Any, ctx: list[dict[str, str]], tokens: int, rng: random.Random) -> str:
+def make_action(tok: Any, ctx: Any, tokens: int, rng: random.Random) -> str:
     """An action whose rendered assistant turn has ``tokens`` tokens (end-of-turn included)."""
     from agentq.render import tokenize_for_scoring
 
