@@ -85,11 +85,56 @@ def _groups(encoded: list[list[tuple[list[int], list[int]]]]) -> list[_Group]:
     return groups
 
 
+_SHARED_LAYER: Any = None
+
+
+def _shared_layer_class() -> Any:
+    """A cache layer that holds the prefix rows once and expands them per call, never storing.
+
+    ``update`` returns ``cat(prefix[rows], new)`` for the attention of this layer only, so the
+    expanded copy of the prefix lives for one layer at a time instead of for all layers.
+    """
+    global _SHARED_LAYER
+    if _SHARED_LAYER is None:
+        import torch
+        from transformers.cache_utils import DynamicLayer
+
+        class SharedPrefixLayer(DynamicLayer):  # type: ignore[misc, valid-type]
+            _layer_type = None  # do not register in transformers' layer-type mapping
+
+            def __init__(self, keys: Any, values: Any, rows: Any) -> None:
+                super().__init__()
+                self.prefix_keys, self.prefix_values, self.rows = keys, values, rows
+                self.keys, self.values = keys, values  # for get_seq_length (mask sizes)
+                self.device = keys.device
+                self.is_initialized = True
+
+            def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
+                k = torch.cat([self.prefix_keys.index_select(0, self.rows), key_states], dim=-2)
+                v = torch.cat([self.prefix_values.index_select(0, self.rows), value_states], dim=-2)
+                return k, v
+
+        _SHARED_LAYER = SharedPrefixLayer
+    return _SHARED_LAYER
+
+
 def _expand_cache(cache: Any, index: Any, config: Any) -> Any:
-    """A new cache whose batch rows are ``cache``'s rows at ``index`` (rows may repeat)."""
+    """A cache whose batch rows are ``cache``'s rows at ``index`` (rows may repeat).
+
+    Plain full-attention caches get :func:`_shared_layer_class` layers (no stored copy); other
+    cache types are copied row by row.
+    """
     from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
 
     layers = getattr(cache, "layers", None)
+    if layers is not None and all(
+        type(layer) is DynamicLayer and layer.keys is not None for layer in layers
+    ):
+        cls = _shared_layer_class()
+        new = DynamicCache()
+        new.layers = [cls(layer.keys, layer.values, index) for layer in layers]
+        return new
     if layers is not None and all(getattr(layer, "keys", None) is not None for layer in layers):
         data = [
             (layer.keys.index_select(0, index), layer.values.index_select(0, index))
