@@ -269,6 +269,21 @@ def test_free_proposer_samples_n_with_logprobs_and_is_seeded(tiny: tuple[Any, An
     assert c.logprob == pytest.approx(sum(lp), abs=1e-4)
 
 
+def test_proposer_seeding_ignores_interleaving(tiny: tuple[Any, Any]) -> None:
+    from agentq.models.proposer import LocalProposer
+
+    model, tok = tiny
+    valid = ["open[A]", "open[B]", "open[C]", "search[...]"]
+    a = LocalProposer(model, tok, seed=5, free_text_max_tokens=4)
+    b = LocalProposer(model, tok, seed=5, free_text_max_tokens=4)
+    a1, a2 = a.propose(ctx(1), 6, valid_actions=valid), a.propose(ctx(2), 6, valid_actions=valid)
+    b2, b1 = b.propose(ctx(2), 6, valid_actions=valid), b.propose(ctx(1), 6, valid_actions=valid)
+    assert [c.text for c in a1] == [c.text for c in b1]
+    assert [c.text for c in a2] == [c.text for c in b2]
+    again = [a.propose(ctx(1), 6, valid_actions=valid) for _ in range(3)]
+    assert any([c.text for c in x] != [c.text for c in a1] for x in again)  # fresh samples
+
+
 def test_proposer_stop_strings(tiny: tuple[Any, Any]) -> None:
     from agentq.models.proposer import LocalProposer
 

@@ -15,6 +15,8 @@ included, so the number means the same in both modes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import threading
 from collections.abc import Sequence
@@ -44,6 +46,9 @@ class LocalProposer(BaseProposer):
     ``stop`` strings end a free generation (the stop string is not part of the action).
     ``constrained=False`` ignores ``valid_actions`` and always generates freely.
     ``temperature=0`` is greedy (all N candidates are then the same action).
+    Sampling is seeded from ``seed``, the request and how many times that same request was
+    made before, so results do not depend on how concurrent callers interleave. ``apropose``
+    runs one request in a worker thread; use :meth:`propose_batch` to batch contexts.
     """
 
     def __init__(
@@ -76,7 +81,7 @@ class LocalProposer(BaseProposer):
         self.seed = int(seed)
         self.free_text_max_tokens = int(free_text_max_tokens)
         self.max_length = max_length or model_max_length(model)
-        self._calls = 0
+        self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -93,9 +98,10 @@ class LocalProposer(BaseProposer):
         import torch
 
         with self._lock:
-            self._calls += 1
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed * 1_000_003 + self._calls)
+            seed = self._request_seed(requests)
+            devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
                 return self._propose_batch(requests)
 
     async def apropose_batch(self, requests: Sequence[Request]) -> list[list[Candidate]]:
@@ -105,6 +111,22 @@ class LocalProposer(BaseProposer):
         return await asyncio.to_thread(self.propose_batch, requests)
 
     # -- internals ------------------------------------------------------------------------
+    def _request_seed(self, requests: Sequence[Request]) -> int:
+        """A seed from ``seed``, the requests' content and how often each was asked before.
+
+        Independent of how concurrent callers interleave, so the same seed gives the same
+        candidates for the same sequence of requests per context.
+        """
+        h = hashlib.sha256(str(self.seed).encode())
+        for context, n, valid in requests:
+            used = list(valid) if valid and self.constrained else None
+            raw = json.dumps([context, n, used], sort_keys=True, default=str)
+            key = hashlib.sha256(raw.encode()).hexdigest()[:32]
+            count = self._seen.get(key, 0)
+            self._seen[key] = count + 1
+            h.update(f"|{key}|{count}".encode())
+        return int(h.hexdigest()[:15], 16)
+
     def _propose_batch(self, requests: Sequence[Request]) -> list[list[Candidate]]:
         out: list[list[Candidate]] = [[] for _ in requests]
         # free-text parts to generate: (request, candidate slot, context, head, tail)
