@@ -84,6 +84,8 @@ class RMTrainConfig:
     seed: int = 0
     device: str | None = None
     dtype: str | None = None
+    train_eval_pairs: int = 32
+    """Training pairs re-scored after training for ``train_teacher_forced_accuracy`` (0: skip)."""
     reexecute: bool = True
     """Re-run each recorded tool call with agentq's tools (recorded live services replay)."""
 
@@ -341,8 +343,11 @@ def train_reward_model(
         "wall_s": round(wall, 2),
         "first_loss": sum(h["loss"] for h in history[:k]) / k,
         "last_loss": sum(h["loss"] for h in history[-k:]) / k,
-        "train_teacher_forced_accuracy": teacher_forced_accuracy(rm, train_pairs, cfg),
     }
+    if cfg.train_eval_pairs > 0:
+        sub = list(train_pairs[: cfg.train_eval_pairs])
+        metrics["train_teacher_forced_accuracy"] = teacher_forced_accuracy(rm, sub, cfg)
+        metrics["train_eval_pairs"] = len(sub)
     if eval_pairs:
         metrics["eval_pairs"] = len(eval_pairs)
         metrics["eval_teacher_forced_accuracy"] = teacher_forced_accuracy(rm, eval_pairs, cfg)
