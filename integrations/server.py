@@ -416,10 +416,9 @@ def _parse_item(obj: Any, where: str = "") -> tuple[Context, list[str]]:
 def _context_tokens(tokenizer: Any, context: Context) -> int:
     if tokenizer is None:
         return sum(len(str(m.get("content", ""))) for m in context) // 4 + 4 * len(context)
-    ids = tokenizer.apply_chat_template(list(context), add_generation_prompt=True, tokenize=True)
-    if isinstance(ids, dict) or hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    return len(ids)
+    # render, then encode: the same ids as apply_chat_template(tokenize=True), several times faster
+    text = tokenizer.apply_chat_template(list(context), add_generation_prompt=True, tokenize=False)
+    return len(tokenizer.encode(text, add_special_tokens=False))
 
 
 # ----------------------------------------------------------------------------------------
