@@ -740,7 +740,7 @@ class VLLMQValueScorer(BaseScorer):
         url: ``http://host:port/v1`` serving the adapter (and the base, unless ``base_url``).
         adapter_model: served name of the LoRA adapter.
         base_model: served name of the base model.
-        tokenizer: a tokenizer object or a path/hub id loaded with ``AutoTokenizer`` (the
+        tokenizer: a tokenizer object or a MODEL spec/path whose tokenizer is loaded (the
             Q-model's tokenizer: the chat template must be the training one).
         beta, aggregation, max_length: as in ``qmodel.json`` (see :meth:`from_qmodel`).
         base_url: a second server for the base model.
@@ -776,9 +776,9 @@ class VLLMQValueScorer(BaseScorer):
         if logprob_format not in ("prompt_logprobs", "echo"):
             raise UserInputError("logprob_format must be prompt_logprobs or echo")
         if isinstance(tokenizer, (str, Path)):
-            from transformers import AutoTokenizer
+            from agentq.models.loading import load_tokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+            tokenizer = load_tokenizer(str(tokenizer))
         self.tokenizer = tokenizer
         self.adapter_model = adapter_model
         self.base_model = base_model
@@ -824,14 +824,9 @@ class VLLMQValueScorer(BaseScorer):
         doc = read_qmodel_config(qmodel_dir)
         tok = options.pop("tokenizer", None)
         if tok is None:
-            from transformers import AutoTokenizer
+            from agentq.models.loading import load_tokenizer
 
-            src = (
-                Path(qmodel_dir)
-                if (Path(qmodel_dir) / "tokenizer_config.json").exists()
-                else doc["base_model"]
-            )
-            tok = AutoTokenizer.from_pretrained(str(src))
+            tok = load_tokenizer(doc["base_model"])  # the base's, as the local scorer loads it
             if doc.get("chat_template"):
                 tok.chat_template = doc["chat_template"]
         options.setdefault("beta", doc["beta"])

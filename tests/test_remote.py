@@ -475,6 +475,25 @@ async def test_vllm_scorer_recovers_and_uses_qmodel_dir(
         vllm_scorer_from_spec(st.url)
 
 
+async def test_vllm_scorer_with_base_on_a_second_server(
+    st: StandIn, qmodel: dict[str, Any]
+) -> None:
+    second = StandIn()
+    second.lms = {"base-elsewhere": qmodel["base"]}
+    with BackgroundServer(_make_app(second), log_level="critical") as srv2:
+        s = VLLMQValueScorer(
+            st.url, "qmodel", "base-elsewhere", tokenizer=qmodel["tok"], beta=0.5,
+            base_url=srv2.url + "/v1",
+        )  # fmt: skip
+        got = await s.ascore(CTX, ["open[B]", "open[C]"])
+        assert got == pytest.approx(
+            [_local_q(qmodel, CTX, a, 0.5) for a in ["open[B]", "open[C]"]], abs=1e-4
+        )
+        assert [b["model"] for _, b in st.log] == ["qmodel"]
+        assert [b["model"] for _, b in second.log] == ["base-elsewhere"]
+        await s.aclose()
+
+
 def test_prompt_logprobs_parsing_rejects_bad_shapes() -> None:
     from agentq.integrations.openai_compat import MalformedResponse, _prompt_logprobs
 
