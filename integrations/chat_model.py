@@ -184,11 +184,12 @@ def _load_object(s: str) -> dict[str, Any] | None:
     if '"' not in s:
         variants.append(_BARE_KEY.sub(r'\1"\2":', s.replace("'", '"')))
     for v in variants:
-        try:
-            obj, _ = json.JSONDecoder().raw_decode(v)
-        except json.JSONDecodeError:
-            continue
-        return obj if isinstance(obj, dict) else None
+        for tail in ("", "}", "}}", '"}}', '"}', "]}}"):  # also repair a call cut off at its end
+            try:
+                obj, _ = json.JSONDecoder().raw_decode(v + tail)
+            except json.JSONDecodeError:
+                continue
+            return obj if isinstance(obj, dict) else None
     return None
 
 

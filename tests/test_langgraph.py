@@ -699,3 +699,44 @@ def test_local_chat_model_in_create_q_agent_rollout(door_lm):
     traj = res.trajectories[0]
     assert traj.error is None and len(traj.steps) == 1
     assert best in traj.steps[0].action and res.success_rate == 1.0
+
+
+class VerbDoorModel(DoorModel):
+    """Opens a door through the verb tool ``open(arg=...)``."""
+
+    tool_turn: list[tuple[str, list[dict[str, Any]]]] = [("", [call("open", arg=d)]) for d in "ABC"]
+
+
+def test_env_tools_verbs_mode_and_env_scorer():
+    env = make("toy", variant="deterministic", rooms=2, doors=3)
+    tools = EnvTools(env, mode="verbs")
+    assert tools.tool_names == ["open"] and tools.verbs["open"] == ["A", "B", "C"]
+    assert (
+        tools.env_action_text('thinking\nTool call: {"arguments":{"arg":"B"},"name":"open"}')
+        == "thinking\nopen[B]"
+    )
+    oracle = ToyOracleScorer(variant="deterministic", rooms=2, doors=3)
+    wrapped = tools.env_scorer(oracle)
+    ctx = to_openai_messages(
+        [
+            HumanMessage("Task toy-test-1. You are in room 1 of 2. Doors: A, B, C."),
+            AIMessage("", tool_calls=[{"name": "open", "args": {"arg": "A"}, "id": "c"}]),
+            ToolMessage("You are in room 2 of 2. Doors: A, B, C.", tool_call_id="c"),
+        ]
+    )
+    acts = [render_action("", [call("open", arg=d)]) for d in "ABC"]
+    q = env.optimal_q("toy-test-1", 1)
+    assert wrapped.score(ctx, acts) == [q[f"open[{d}]"] for d in "ABC"]
+    assert wrapped.env_tools.env_context(ctx)[-1] == {
+        "role": "user",
+        "content": "Observation: You are in room 2 of 2. Doors: A, B, C.",
+    }
+    res = rollout(create_q_agent(VerbDoorModel(), tools, wrapped, n=6), tools, limit=3)
+    assert res.success_rate == 1.0 and all(
+        s.action.startswith("Tool call:") for t in res.trajectories for s in t.steps
+    )
+    assert oracle.score(ctx, acts) == [
+        -1.0,
+        -1.0,
+        -1.0,
+    ]  # the unwrapped oracle cannot read verb calls
