@@ -114,6 +114,65 @@ def make_action(tok: Any, ctx: Any, tokens: int, rng: random.Random) -> str:
     raise RuntimeError(f"could not build an action of exactly {tokens} tokens")
 
 
+def _worker(opts: dict[str, Any], ctx: Any, acts: list[str], naive: bool) -> dict[str, Any]:
+    """One measurement in a fresh process: load, warm up, time ``reps`` runs, record the peak."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from agentq.models.loading import load_causal_lm
+    from agentq.models.scorer import score_items
+
+    if opts["threads"]:
+        torch.set_num_threads(opts["threads"])
+    base, tok = load_causal_lm(opts["model"], device=opts["device"])
+    device = str(next(base.parameters()).device)
+    torch.manual_seed(opts["seed"])  # the same adapter in every worker
+    lora = LoraConfig(
+        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    model = get_peft_model(base, lora).eval()
+    warm: Any = [{"role": "user", "content": "warm up"}]
+    score_items(model, tok, [(warm, ["a b", "c d"])], beta=0.1, naive=naive)
+    best, peak, scores = float("inf"), 0, None
+    for _ in range(opts["reps"]):
+        with PeakMemory(device) as pm:
+            t = time.perf_counter()
+            scores = score_items(model, tok, [(ctx, acts)], beta=0.1, naive=naive)[0]
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t
+        best, peak = min(best, dt), max(peak, pm.peak)
+    return {
+        "seconds": best,
+        "peak": peak,
+        "scores": scores,
+        "candidates": len(acts),
+        "device": device,
+        "dtype": str(next(model.parameters()).dtype),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def measure(args: Any, ctx: Any, acts: list[str], naive: bool) -> dict[str, Any]:
+    """Run :func:`_worker` in a fresh spawned process (clean memory peaks, no allocator reuse).
+
+    Naive scoring on the CPU runs ``--naive-candidates`` (default 2) of the candidates.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    if naive and args.naive_candidates is None:
+        import torch
+
+        on_cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith(
+            "cuda"
+        )
+        acts = acts if on_cuda else acts[:2]
+    opts = {k: getattr(args, k) for k in ("model", "device", "threads", "seed", "reps")}
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_worker, opts, ctx, acts, naive).result()
+
+
 def main() -> None:
     """Run the benchmark and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -133,68 +192,41 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    import torch
-    from peft import LoraConfig, get_peft_model
+    from agentq.models.loading import load_tokenizer, resolve_model_path
 
-    from agentq.models.loading import load_causal_lm
-    from agentq.models.scorer import score_items
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    base, tok = load_causal_lm(args.model, device=args.device)
-    device = str(next(base.parameters()).device)
-    torch.manual_seed(args.seed)
-    lora = LoraConfig(
-        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
-    )
-    model = get_peft_model(base, lora).eval()
-    print(
-        f"model {args.model} on {device} ({next(model.parameters()).dtype}), "
-        f"torch threads {torch.get_num_threads()}, loaded in {time.perf_counter() - t0:.1f}s"
-    )
+    spec = resolve_model_path(args.model)  # converts smollm2 once, before the workers start
+    tok = load_tokenizer(spec)
     rng = random.Random(args.seed)
-    # warm-up (lazy initialisation, kernels): a short context through both paths
-    wctx = make_context(tok, 64, rng)
-    wact = [make_action(tok, wctx, 8, rng) for _ in range(2)]
-    score_items(model, tok, [(wctx, wact)], beta=0.1)
-    score_items(model, tok, [(wctx, wact[:1])], beta=0.1, naive=True)
-
-    def timed(fn: Any) -> tuple[float, int, Any]:
-        best, peak, out = float("inf"), 0, None
-        for _ in range(args.reps):
-            with PeakMemory(device) as pm:
-                t = time.perf_counter()
-                out = fn()
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                dt = time.perf_counter() - t
-            best, peak = min(best, dt), max(peak, pm.peak)
-        return best, peak, out
-
     rows = []
+    device = dtype = threads = "?"
     for length in args.contexts:
         ctx = make_context(tok, length, rng)
         n_max = max(args.n)
         acts = [make_action(tok, ctx, args.action_tokens, rng) for _ in range(n_max)]
-        k = args.naive_candidates or (n_max if device.startswith("cuda") else 2)
-        k = min(k, n_max)
-        naive_s, naive_peak, naive_scores = timed(
-            lambda ctx=ctx, acts=acts, k=k: score_items(
-                model, tok, [(ctx, acts[:k])], beta=0.1, naive=True
-            )
-        )
-        naive_rate = k / naive_s
+        naive = measure(args, ctx, acts[: args.naive_candidates or n_max], naive=True)
+        device, dtype, threads = naive["device"], naive["dtype"], naive["threads"]
+        k = naive["candidates"]
+        naive_rate = k / naive["seconds"]
         for n in args.n:
-            shared_s, shared_peak, shared_scores = timed(
-                lambda ctx=ctx, acts=acts, n=n: score_items(model, tok, [(ctx, acts[:n])], beta=0.1)
-            )
+            shared = measure(args, ctx, acts[:n], naive=False)
             diff = max(
-                abs(a - b) for a, b in zip(shared_scores[0][:k], naive_scores[0], strict=True)
+                abs(a - b) for a, b in zip(shared["scores"][:k], naive["scores"], strict=True)
             )
-            rows.append((length, n, n / shared_s, naive_rate, k, shared_peak, naive_peak, diff))
+            rows.append(
+                (
+                    length,
+                    n,
+                    n / shared["seconds"],
+                    naive_rate,
+                    k,
+                    shared["peak"],
+                    naive["peak"],
+                    diff,
+                )
+            )
             print(
-                f"  context {length} N={n}: shared {shared_s:.2f}s, naive {k} candidates {naive_s:.2f}s",
+                f"  context {length} N={n}: shared {shared['seconds']:.2f}s, "
+                f"naive {k} candidates {naive['seconds']:.2f}s",
                 flush=True,
             )
 
@@ -210,8 +242,9 @@ def main() -> None:
             f"{sp / 2**20:.0f} | {npk / 2**20:.0f} | {diff:.1e} |"
         )
     print(
-        f"\ndevice {device}; {args.action_tokens}-token actions; best of {args.reps} rep(s); "
-        f"scores in {next(model.parameters()).dtype}"
+        f"\nmodel {args.model} on {device} ({dtype}, torch threads {threads}); "
+        f"{args.action_tokens}-token actions; best of {args.reps} rep(s); each measurement in "
+        "a fresh process; peak = memory above the level before the call"
     )
 
 
