@@ -339,6 +339,26 @@ def parse_output(
     return p.content, p.tool_calls, p.invalid
 
 
+def _close_string_call(text: str, prefix: str) -> tuple[str, bool]:
+    """For a forced call whose prefix opens its only (string) argument: end the call at the
+    argument's closing quote, so whatever the model writes after it cannot break the call."""
+    opened = (
+        prefix.endswith('"') and '"arguments": {' in prefix and prefix.startswith(TOOL_CALL_PREFIX)
+    )
+    if not opened or not text.startswith(prefix):
+        return text, False
+    body = text[len(prefix) :]
+    i = 0
+    while i < len(body):
+        if body[i] == "\\":
+            i += 2
+            continue
+        if body[i] == '"':
+            return prefix + body[:i] + '"}}', True
+        i += 1
+    return text, False
+
+
 def _cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
     cut = len(text)
     for s in stop or []:
@@ -553,6 +573,7 @@ class LocalChatModel(BaseChatModel):
                     keep = j
                     break
             text = prefix + tok.decode(row[:keep], skip_special_tokens=True)
+            text, _ = _close_string_call(text, prefix)
             text, _ = _cut_at_stop(text, stop)
             lp = float(
                 sum(v for v in lp_row[: keep + (1 if keep < len(row) else 0)] if v > float("-inf"))
@@ -615,7 +636,9 @@ class LocalChatModel(BaseChatModel):
         try:
             for piece in pieces():
                 text += piece
+                text, closed = _close_string_call(text, prefix)
                 cut, hit = _cut_at_stop(text, stop)
+                hit = hit or closed
                 delta = parser.feed(cut[fed:])
                 fed = len(cut)
                 if delta:

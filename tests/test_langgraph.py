@@ -597,10 +597,15 @@ def test_parse_output_formats():
     assert calls[0]["args"] == {"action": "x"}
     _, calls, _ = parse_output('{"name": "act", "arguments": "{\\"action\\": \\"y\\"}"}', ["act"])
     assert calls[0]["args"] == {"action": "y"}
-    content, calls, invalid = parse_output(
-        'Tool call: {"name": "act", "arguments": {"action": "open[B', ["act"]
+    # a call cut off at its end is repaired; bare keys are accepted; garbage is an invalid call
+    _, calls, _ = parse_output(
+        'Tool call: {"name": "act", "arguments": {"action": "open[B]', ["act"]
     )
-    assert calls == [] and len(invalid) == 1 and "open[B" in content
+    assert calls[0]["args"] == {"action": "open[B]"}
+    _, calls, _ = parse_output('Tool call: {"name": "act", "arguments": {action: "x"}}', ["act"])
+    assert calls[0]["args"] == {"action": "x"}
+    content, calls, invalid = parse_output("Tool call: {name: act [[", ["act"])
+    assert calls == [] and len(invalid) == 1 and "act [[" in content
     content, calls, invalid = parse_output('Tool call: {"name": "nope", "arguments": {}}', ["act"])
     assert calls == [] and "unknown tool" in invalid[0]["error"]
 
@@ -627,6 +632,19 @@ def test_forced_prefix():
     assert forced_prefix(tools, "any") == 'Tool call: {"name": "act", "arguments": {'
     two = [*tools, {"type": "function", "function": {"name": "b", "parameters": {}}}]
     assert forced_prefix(two, "required") == 'Tool call: {"name": "'
+    one_arg = [
+        {
+            "type": "function",
+            "function": {"name": "open", "parameters": {"properties": {"arg": {"type": "string"}}}},
+        }
+    ]
+    prefix = forced_prefix(one_arg, "open")
+    assert prefix == 'Tool call: {"name": "open", "arguments": {"arg": "'
+    from agentq.integrations.chat_model import _close_string_call, parse_output
+
+    closed, done = _close_string_call(prefix + 'B", "junk": [', prefix)
+    assert done and parse_output(closed, ["open"])[1][0]["args"] == {"arg": "B"}
+    assert _close_string_call(prefix + "B", prefix) == (prefix + "B", False)
 
 
 @pytest.fixture(scope="module")
