@@ -167,3 +167,28 @@ async def test_middleware_interrupt_resume_does_not_resample(use_async):
     assert EXECUTED == ["London"]
     assert model.calls == 10 and len(scorer.calls) == 1
     assert out["messages"][-1].content == "All done."
+
+
+def test_middleware_structured_output_comes_from_the_winner():
+    from langchain.agents.structured_output import ToolStrategy
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        """A weather report."""
+
+        city: str
+
+    model = ScriptedChatModel(
+        tool_turn=[
+            ("", [{"name": "Weather", "args": {"city": c}}]) for c in ("Paris", "London", "Rome")
+        ]
+    )
+    agent = create_agent(
+        model,
+        [get_weather],
+        response_format=ToolStrategy(Weather),
+        middleware=[QValueMiddleware(PreferenceScorer(["London"]), n=3)],
+    )
+    out = agent.invoke({"messages": [HumanMessage("Weather?")]})
+    assert out["structured_response"] == Weather(city="London")
+    assert all(set(t) == {"get_weather", "Weather"} for t in model.bound_tools)
