@@ -233,6 +233,7 @@ def pairs(
 # Commands implemented by other parts of agentq: module -> (commands, issue that brings them).
 EXTENSIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "agentq.models.cli": (("train", "score"), "the Q-value model issue (#4)"),
+    "agentq.models.reward_cli": (("train-rm",), "the tool-augmented reward model issue (#8)"),
     "agentq.integrations.server_cli": (("serve",), "the remote models issue (#5)"),
     "agentq.eval.cli": (
         ("eval", "eval-toolcomp", "eval-pairs", "view", "demo"),
