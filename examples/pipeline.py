@@ -15,7 +15,7 @@ search queries made of words of the instruction (WebShop's own random baseline; 
 model, so collection takes seconds on a CPU). At ``paper`` scale it is the agent's policy
 itself (``smollm2``, or any MODEL spec via --collect-policy), as in the paper.
 
-The Q-model shipped with agentq for ``agentq demo`` (agentq/eval/assets/qmodel-webshop) was
+The Q-model shipped with agentq for ``agentq demo`` (agentq/eval/assets/qmodel_webshop) was
 made by ``--scale small --stages collect,pairs,train --ship``; its provenance.json records
 the command, the train task ids, and the figures of the run.
 """
@@ -48,20 +48,20 @@ SCALES: dict[str, dict[str, Any]] = {
         "scheme": "siblings",
         "margin": 0.1,
         "val_fraction": 0.15,
-        "max_pairs": 32,
+        "max_pairs": 12,
         "beta": 0.1,
         "lr": 5e-4,
         "epochs": 1.0,
         "batch_size": 4,
-        "max_length": 640,
+        "max_length": 512,
         "lora_r": 4,
         "lora_alpha": 8,
         "target_modules": ["q_proj", "v_proj"],
         "gradient_checkpointing": False,
         "eval_policy": "smollm2",
-        "eval_tasks": 6,
+        "eval_tasks": 4,
         "eval_n": 4,
-        "eval_max_steps": 6,
+        "eval_max_steps": 5,
     },
     "paper": {
         "collect_policy": "smollm2",
@@ -227,11 +227,14 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     )
     n_all = len(pairs)
     if cfg["max_pairs"]:
-        rng = random.Random(seed)
-        train = [p for p in pairs if p["split"] == "train"]
-        val = [p for p in pairs if p["split"] == "validation"]
-        rng.shuffle(train)
-        rng.shuffle(val)
+        # keep the most informative pairs: both actions visited at least 3 times (a Q estimate
+        # from one rollout is noise), then the largest Q gap, then the most visited
+        def key(p: dict[str, Any]) -> tuple[bool, float, int]:
+            visits = min(p["visits_chosen"], p["visits_rejected"])
+            return (visits >= 3, p["q_chosen"] - p["q_rejected"], visits)
+
+        train = sorted((p for p in pairs if p["split"] == "train"), key=key, reverse=True)
+        val = sorted((p for p in pairs if p["split"] == "validation"), key=key, reverse=True)
         keep_val = max(1, round(cfg["max_pairs"] * cfg["val_fraction"])) if val else 0
         pairs = train[: cfg["max_pairs"]] + val[:keep_val]
     n = write_pairs(out / "pairs.jsonl", pairs, overwrite=True)
@@ -315,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--ship",
         action="store_true",
-        help="Copy the trained Q-model into agentq/eval/assets/qmodel-webshop (the demo's).",
+        help="Copy the trained Q-model into agentq/eval/assets/qmodel_webshop (the demo's).",
     )
     args = ap.parse_args(argv)
     cfg = dict(SCALES[args.scale])
@@ -348,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prov[st] = funcs[st](cfg, args.out, args.seed)
         prov_path.write_text(json.dumps(prov, indent=2) + "\n")
     if args.ship:
-        dest = Path(__file__).resolve().parents[1] / "agentq" / "eval" / "assets" / "qmodel-webshop"
+        dest = Path(__file__).resolve().parents[1] / "agentq" / "eval" / "assets" / "qmodel_webshop"
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(args.out / "qmodel", dest)

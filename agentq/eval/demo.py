@@ -4,7 +4,7 @@ SmolLM2-135M-Instruct (the ``smollm2`` MODEL spec) acts as the agent's policy on
 tasks of the shipped WebShop data. Two methods run on the same tasks and seeds: greedy (N = 1,
 temperature 0) and best-of-N, where N actions sampled from SmolLM2 are scored by a Q-value
 model and the best is executed. The Q-value model ships with agentq
-(``agentq/eval/assets/qmodel-webshop``): a LoRA adapter on SmolLM2 trained by agentq's own
+(``agentq/eval/assets/qmodel_webshop``): a LoRA adapter on SmolLM2 trained by agentq's own
 pipeline (collect -> pairs -> train) on TRAIN tasks only; ``provenance.json`` next to it holds
 the command that made it (``examples/pipeline.py``), its train task ids and its training
 figures. The demo checks that none of the tasks it reports was a training task.
@@ -23,14 +23,14 @@ from typing import Any
 
 from agentq.errors import AgentqError, UserInputError
 
-ASSET_QMODEL = Path(__file__).resolve().parent / "assets" / "qmodel-webshop"
+ASSET_QMODEL = Path(__file__).resolve().parent / "assets" / "qmodel_webshop"
 """The shipped Q-value model (LoRA adapter + qmodel.json + provenance.json)."""
 
-DEMO_TASKS = 6
+DEMO_TASKS = 4
 """Held-out test tasks (the first ones of the shipped test split)."""
 DEMO_N = 4
 """Candidates sampled per step for best-of-N."""
-DEMO_MAX_STEPS = 6
+DEMO_MAX_STEPS = 5
 """Step limit per episode."""
 DEMO_TEMPERATURE = 1.0
 """Sampling temperature of the N candidates."""
@@ -87,6 +87,7 @@ def run_demo(
     n_cands = n or DEMO_N
     steps = max_steps or DEMO_MAX_STEPS
     train = prov.get("train", {}).get("metrics", {})
+    val_acc = train.get("validation_pairwise_accuracy")
     print(
         f"agentq demo: policy {policy} on {len(task_ids)} held-out WebShop test tasks "
         f"(max {steps} steps), greedy vs best-of-{n_cands} with the Q-value model {qdir.name}"
@@ -97,7 +98,7 @@ def run_demo(
         print(
             f"  Q-model: LoRA r={prov.get('config', {}).get('lora_r')} on SmolLM2, step-level DPO on "
             f"{p.get('train', '?')} pairs from MCTS over {len(c.get('train_tasks', []))} TRAIN tasks "
-            f"(validation pairwise accuracy {train.get('val_pairwise_accuracy', train.get('validation_pairwise_accuracy', 'n/a'))}); "
+            f"(validation pairwise accuracy {'n/a' if val_acc is None else f'{val_acc:.2f}'}); "
             f"made by: {prov.get('command', '?')}"
         )
     cmd = ["agentq", "demo", "--out", str(out)]

@@ -1,0 +1,1 @@
+"""Files shipped with agentq.eval (the demo's Q-value model)."""

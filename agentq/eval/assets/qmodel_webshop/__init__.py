@@ -1,0 +1,1 @@
+"""The Q-value model shipped for ``agentq demo``: LoRA adapter, qmodel.json, provenance.json."""
