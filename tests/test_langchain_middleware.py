@@ -192,3 +192,22 @@ def test_middleware_structured_output_comes_from_the_winner():
     out = agent.invoke({"messages": [HumanMessage("Weather?")]})
     assert out["structured_response"] == Weather(city="London")
     assert all(set(t) == {"get_weather", "Weather"} for t in model.bound_tools)
+
+
+async def test_middleware_lets_graph_bubble_up_through():
+    from langchain.agents.middleware import ModelRequest
+    from langgraph.errors import GraphInterrupt
+
+    mw = QValueMiddleware(PreferenceScorer([]), n=3, on_error="fallback")
+    request = ModelRequest(model=scripted(), messages=[HumanMessage("x")])
+
+    def handler(req):
+        raise GraphInterrupt(())
+
+    async def ahandler(req):
+        raise GraphInterrupt(())
+
+    with pytest.raises(GraphInterrupt):
+        mw.wrap_model_call(request, handler)
+    with pytest.raises(GraphInterrupt):
+        await mw.awrap_model_call(request, ahandler)
