@@ -47,7 +47,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "rollout": "random",
         "scheme": "siblings",
         "margin": 0.1,
-        "val_fraction": 0.15,
+        "val_fraction": 0.25,
         "max_pairs": 12,
         "beta": 0.1,
         "lr": 5e-4,
@@ -60,8 +60,9 @@ SCALES: dict[str, dict[str, Any]] = {
         "gradient_checkpointing": False,
         "eval_policy": "smollm2",
         "eval_tasks": 4,
-        "eval_n": 4,
-        "eval_max_steps": 5,
+        "eval_n": 5,
+        "eval_max_steps": 6,
+        "eval_temperature": 0.7,
     },
     "paper": {
         "collect_policy": "smollm2",
@@ -87,6 +88,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "eval_tasks": 0,
         "eval_n": 5,
         "eval_max_steps": 15,
+        "eval_temperature": 0.7,
     },
 }
 
@@ -233,10 +235,22 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
             visits = min(p["visits_chosen"], p["visits_rejected"])
             return (visits >= 3, p["q_chosen"] - p["q_rejected"], visits)
 
-        train = sorted((p for p in pairs if p["split"] == "train"), key=key, reverse=True)
-        val = sorted((p for p in pairs if p["split"] == "validation"), key=key, reverse=True)
+        # ... spread over the decision depths (search query, product, option / buy), round robin
+        def spread(ps: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+            by_depth: dict[int, list[dict[str, Any]]] = {}
+            for p in sorted(ps, key=key, reverse=True):
+                by_depth.setdefault(p["depth"], []).append(p)
+            out: list[dict[str, Any]] = []
+            while len(out) < k and any(by_depth.values()):
+                for d in sorted(by_depth):
+                    if by_depth[d] and len(out) < k:
+                        out.append(by_depth[d].pop(0))
+            return out
+
+        train = [p for p in pairs if p["split"] == "train"]
+        val = [p for p in pairs if p["split"] == "validation"]
         keep_val = max(1, round(cfg["max_pairs"] * cfg["val_fraction"])) if val else 0
-        pairs = train[: cfg["max_pairs"]] + val[:keep_val]
+        pairs = spread(train, cfg["max_pairs"]) + spread(val, keep_val)
     n = write_pairs(out / "pairs.jsonl", pairs, overwrite=True)
     n_val = sum(p["split"] == "validation" for p in pairs)
     print(
@@ -289,6 +303,7 @@ def stage_eval(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         n=[cfg["eval_n"]],
         tasks=cfg["eval_tasks"],
         max_steps=cfg["eval_max_steps"],
+        temperature=cfg["eval_temperature"],
         seed=seed,
         out=out / "report",
         overwrite=True,
@@ -354,7 +369,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         dest = Path(__file__).resolve().parents[1] / "agentq" / "eval" / "assets" / "qmodel_webshop"
         if dest.exists():
             shutil.rmtree(dest)
-        shutil.copytree(args.out / "qmodel", dest)
+        shutil.copytree(
+            args.out / "qmodel", dest, ignore=shutil.ignore_patterns("README.md", ".trainer")
+        )
+        (dest / "__init__.py").write_text(  # a package, so wheels ship the files
+            '"""The Q-value model shipped for ``agentq demo``: LoRA adapter, qmodel.json, provenance.json."""\n'
+        )
         ship = {
             k: prov[k]
             for k in ("command", "scale", "config", "seed", "pairs", "train")

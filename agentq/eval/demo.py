@@ -26,13 +26,13 @@ from agentq.errors import AgentqError, UserInputError
 ASSET_QMODEL = Path(__file__).resolve().parent / "assets" / "qmodel_webshop"
 """The shipped Q-value model (LoRA adapter + qmodel.json + provenance.json)."""
 
-DEMO_TASKS = 4
+DEMO_TASKS = 8
 """Held-out test tasks (the first ones of the shipped test split)."""
-DEMO_N = 4
+DEMO_N = 5
 """Candidates sampled per step for best-of-N."""
-DEMO_MAX_STEPS = 5
+DEMO_MAX_STEPS = 6
 """Step limit per episode."""
-DEMO_TEMPERATURE = 1.0
+DEMO_TEMPERATURE = 0.7
 """Sampling temperature of the N candidates."""
 
 
@@ -101,7 +101,7 @@ def run_demo(
             f"(validation pairwise accuracy {'n/a' if val_acc is None else f'{val_acc:.2f}'}); "
             f"made by: {prov.get('command', '?')}"
         )
-    cmd = ["agentq", "demo", "--out", str(out)]
+    cmd = ["agentq", "demo"] + ([] if str(out) == "agentq-demo" else ["--out", str(out)])
     for flag, val in (("--tasks", tasks), ("--n", n), ("--max-steps", max_steps)):
         if val:
             cmd += [flag, str(val)]
