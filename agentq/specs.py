@@ -5,7 +5,7 @@ core never imports a framework it does not need.
 
 MODEL:  ``random`` | ``smollm2`` | ``openai:URL#model`` | a local directory or hub id
 SCORER: ``random`` | ``qmodel:DIR`` | ``rm:DIR`` | ``tool-verify`` | ``judge:MODEL`` |
-        ``remote:URL`` | ``toy-oracle``
+        ``remote:URL`` | ``vllm-q:URL#adapter`` (a Q-model served by vLLM) | ``toy-oracle``
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ SCORER_BUILDERS: dict[str, str] = {
     "tool-verify": "agentq.models.reward:ToolVerifyScorer",
     "judge": "agentq.models.judge:scorer_from_spec",
     "remote": "agentq.integrations.server:remote_scorer_from_spec",
+    "vllm-q": "agentq.integrations.openai_compat:vllm_scorer_from_spec",
     "toy-oracle": "agentq.envs.toy:ToyOracleScorer",
 }
 
@@ -69,7 +70,7 @@ def resolve_scorer(spec: str, **options: Any) -> Any:
         raise UserInputError(
             f"unknown scorer spec {spec!r}; expected one of: "
             + ", ".join(
-                k + (":..." if k in ("qmodel", "rm", "judge", "remote") else "")
+                k + (":..." if k in ("qmodel", "rm", "judge", "remote", "vllm-q") else "")
                 for k in SCORER_BUILDERS
             )
         )

@@ -48,12 +48,12 @@ SCALES: dict[str, dict[str, Any]] = {
         "scheme": "siblings",
         "margin": 0.1,
         "val_fraction": 0.25,
-        "max_pairs": 12,
+        "max_pairs": 48,
         "beta": 0.1,
         "lr": 5e-4,
         "epochs": 1.0,
         "batch_size": 4,
-        "max_length": 512,
+        "max_length": 384,
         "lora_r": 4,
         "lora_alpha": 8,
         "target_modules": ["q_proj", "v_proj"],
@@ -62,7 +62,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "eval_tasks": 4,
         "eval_n": 5,
         "eval_max_steps": 6,
-        "eval_temperature": 0.7,
+        "eval_temperature": 1.0,
+        "env_options": {"instruction_search": True},
     },
     "paper": {
         "collect_policy": "smollm2",
@@ -89,6 +90,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "eval_n": 5,
         "eval_max_steps": 15,
         "eval_temperature": 0.7,
+        "env_options": {},
     },
 }
 
@@ -175,7 +177,8 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     from agentq.search.mcts import MCTSConfig
     from agentq.specs import resolve_policy
 
-    env = WebShopEnv()
+    env_options = dict(cfg.get("env_options", {}))
+    env = WebShopEnv(**env_options)
     tasks = env.tasks("train")
     if cfg["collect_tasks"]:
         tasks = tasks[: cfg["collect_tasks"]]
@@ -193,7 +196,7 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     trees = out / "trees.jsonl"
     t0 = time.perf_counter()
     s = collect(
-        WebShopEnv,
+        lambda: WebShopEnv(**env_options),
         tasks,
         proposer,
         mcts,
@@ -304,6 +307,7 @@ def stage_eval(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         tasks=cfg["eval_tasks"],
         max_steps=cfg["eval_max_steps"],
         temperature=cfg["eval_temperature"],
+        env_option=[f"{k}={json.dumps(v)}" for k, v in cfg.get("env_options", {}).items()],
         seed=seed,
         out=out / "report",
         overwrite=True,

@@ -550,3 +550,20 @@ def test_noun_finder_options():
         make("webshop", nouns="other")
     with pytest.raises(UserInputError):
         make("webshop", max_steps=0)
+
+
+def test_instruction_search_offers_the_instruction_as_the_one_search():
+    from agentq.envs.webshop.env import instruction_query
+
+    env = WebShopEnv(instruction_search=True)
+    task = env.tasks("test")[0]
+    env.reset(task)
+    (action,) = env.valid_actions()
+    assert action.startswith("search[") and "price lower than" not in action
+    assert (
+        instruction_query("i want a red mug, and price lower than 20.00 dollars")
+        == "i want a red mug"
+    )
+    obs, reward, done, info = env.step(action)
+    assert not info["invalid"] and "results" in obs and not done
+    assert any(a.startswith("click[b0") for a in env.valid_actions())

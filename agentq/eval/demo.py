@@ -32,8 +32,12 @@ DEMO_N = 5
 """Candidates sampled per step for best-of-N."""
 DEMO_MAX_STEPS = 6
 """Step limit per episode."""
-DEMO_TEMPERATURE = 0.7
+DEMO_TEMPERATURE = 1.0
 """Sampling temperature of the N candidates."""
+DEMO_ENV_OPTIONS = ("instruction_search=true",)
+"""WebShop options: the search page offers one search, for the instruction itself (SmolLM2-135M
+copies the page's wording when asked to write a query), so the policy's choices are items and
+options. The Q-model was collected and trained with the same option."""
 
 
 def read_provenance(qmodel: Path) -> dict[str, Any]:
@@ -90,7 +94,8 @@ def run_demo(
     val_acc = train.get("validation_pairwise_accuracy")
     print(
         f"agentq demo: policy {policy} on {len(task_ids)} held-out WebShop test tasks "
-        f"(max {steps} steps), greedy vs best-of-{n_cands} with the Q-value model {qdir.name}"
+        f"(max {steps} steps, search = the instruction), greedy vs best-of-{n_cands} "
+        f"with the Q-value model {qdir.name}"
     )
     if prov:
         c = prov.get("collect", {})
@@ -119,6 +124,7 @@ def run_demo(
         tasks=task_ids,
         max_steps=steps,
         temperature=DEMO_TEMPERATURE,
+        env_option=DEMO_ENV_OPTIONS,
         seed=0,
         out=out,
         resume=resume,

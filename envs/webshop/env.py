@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +88,7 @@ class WebShopEnv:
         title_chars: int | None = 80,
         text_chars: int | None = 300,
         search_return_n: int = SEARCH_RETURN_N,
+        instruction_search: bool = False,
     ) -> None:
         if max_steps < 1:
             raise UserInputError("max_steps must be at least 1")
@@ -99,6 +101,7 @@ class WebShopEnv:
         self.title_chars = title_chars
         self.text_chars = text_chars
         self.search_return_n = search_return_n
+        self.instruction_search = instruction_search
         self._lower_asin = {a.lower(): a for a in self.data.by_asin}
         self._task: str | None = None
         self.goal: dict[str, Any] | None = None
@@ -158,10 +161,18 @@ class WebShopEnv:
         return "The episode is over."
 
     def valid_actions(self) -> list[str] | None:
-        """``["search[...]"]`` on the search page, else the page's clickables as ``click[x]``."""
+        """``["search[...]"]`` on the search page, else the page's clickables as ``click[x]``.
+
+        With ``instruction_search=True`` the search page offers one action instead: a search for
+        the instruction itself (its price clause removed), the query WebShop's rule baseline
+        uses. Small policies then spend their choices on items and options, not on writing
+        a query (SmolLM2-135M copies the page's wording instead of the instruction's).
+        """
         if self._done:
             return []
         if self._state.page == "search":
+            if self.instruction_search and self.goal is not None:
+                return [f"search[{instruction_query(self.goal['instruction_text'])}]"]
             return [f"search[{FREE_TEXT}]"]
         product = self.data.by_asin.get(self._state.asin) if self._state.asin else None
         return [f"click[{c}]" for c in clickables(self._state, product)]
@@ -276,3 +287,9 @@ class WebShopEnv:
 
 
 __all__ = ["SYSTEM_PROMPT", "WebShopEnv", "load_cached"]
+
+
+def instruction_query(instruction: str) -> str:
+    """The instruction as a search query: lower case, without its price clause and brackets."""
+    text = re.split(r",?\s*and price lower than", instruction, maxsplit=1)[0]
+    return re.sub(r"[\[\]]", " ", text).strip().lower()
