@@ -32,8 +32,11 @@ DEMO_N = 5
 """Candidates sampled per step for best-of-N."""
 DEMO_MAX_STEPS = 6
 """Step limit per episode."""
-DEMO_TEMPERATURE = 1.0
-"""Sampling temperature of the N candidates."""
+DEMO_TEMPERATURE = 3.0
+"""Sampling temperature of the N candidates. SmolLM2-135M puts ~90% of its mass on
+``click[next >]`` on a results page at temperature 1 (items get <1%), so best-of-N would have
+no item to choose; at 3 items get ~20% and the Q-model (which ranks items above paging) has a
+choice. Greedy is unaffected (temperature 0)."""
 DEMO_ENV_OPTIONS = ("instruction_search=true",)
 """WebShop options: the search page offers one search, for the instruction itself (SmolLM2-135M
 copies the page's wording when asked to write a query), so the policy's choices are items and
