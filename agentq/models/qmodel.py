@@ -79,20 +79,32 @@ def write_qmodel_config(
     return p
 
 
-def read_qmodel_config(directory: str | Path) -> dict[str, Any]:
-    """Read and check a Q-model directory; raises ``UserInputError`` naming what is wrong."""
+def read_model_json(directory: str | Path, file_name: str, fmt: str, kind: str) -> dict[str, Any]:
+    """Read the JSON config ``file_name`` of a saved model directory and check its ``format``.
+
+    ``kind`` names the model in the errors ("Q-model", "reward model"); every problem (no
+    directory, no file, bad JSON, wrong format) is one ``UserInputError``.
+    """
     d = Path(directory)
     if not d.is_dir():
-        raise UserInputError(f"Q-model directory not found: {d}")
-    p = d / QMODEL_FILE
+        raise UserInputError(f"{kind} directory not found: {d}")
+    p = d / file_name
     if not p.is_file():
-        raise UserInputError(f"{d} is not a Q-model: it has no {QMODEL_FILE}")
+        raise UserInputError(f"{d} is not a {kind}: it has no {file_name}")
     try:
         doc = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise UserInputError(f"malformed {p}: {e}") from e
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise UserInputError(f"{p} is not an agentq Q-model config (format != {FORMAT!r})")
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise UserInputError(f"{p} is not an agentq {kind} config (format != {fmt!r})")
+    return doc
+
+
+def read_qmodel_config(directory: str | Path) -> dict[str, Any]:
+    """Read and check a Q-model directory; raises ``UserInputError`` naming what is wrong."""
+    d = Path(directory)
+    doc = read_model_json(d, QMODEL_FILE, FORMAT, "Q-model")
+    p = d / QMODEL_FILE
     for key in ("base_model", "beta", "aggregation"):
         if key not in doc:
             raise UserInputError(f"{p} has no {key!r} field")

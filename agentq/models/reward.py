@@ -1338,18 +1338,10 @@ def pad_right(seqs: Sequence[Sequence[int]], pad: int, device: Any = None) -> tu
 
 def read_rm_config(directory: str | Path) -> dict[str, Any]:
     """Read ``reward_model.json``; ``UserInputError`` naming what is missing or wrong."""
+    from agentq.models.qmodel import read_model_json
+
     d = Path(directory)
-    if not d.is_dir():
-        raise UserInputError(f"reward model directory not found: {d}")
-    p = d / RM_CONFIG_FILE
-    if not p.is_file():
-        raise UserInputError(f"{d} is not a reward model directory: {RM_CONFIG_FILE} is missing")
-    try:
-        doc = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise UserInputError(f"malformed {p}: {e}") from e
-    if doc.get("format") != RM_FORMAT:
-        raise UserInputError(f"{p} is not an agentq reward model (format {doc.get('format')!r})")
+    doc = read_model_json(d, RM_CONFIG_FILE, RM_FORMAT, "reward model")
     if not (d / VALUE_HEAD_FILE).is_file():
         raise UserInputError(f"{d}: value head file {VALUE_HEAD_FILE} is missing")
     if doc.get("adapter") and not (d / "adapter_config.json").is_file():
