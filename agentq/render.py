@@ -73,6 +73,65 @@ def context_along(context: Context, steps: Sequence[tuple[str, str]]) -> Context
     return out
 
 
+KEPT_HEAD_MESSAGES = 2
+"""Messages a truncated context always keeps: the system prompt and the first user turn (the
+task). When the context does not start with a system message only the first turn is kept."""
+
+
+def _head_size(context: Context) -> int:
+    if context and context[0].get("role") == "system":
+        return min(KEPT_HEAD_MESSAGES, len(context))
+    return min(1, len(context))
+
+
+def _encode_pair(tokenizer: Any, context: Context, action: str) -> tuple[list[int], list[int]]:
+    prompt_ids = _as_ids(
+        tokenizer.apply_chat_template(list(context), add_generation_prompt=True, tokenize=True)
+    )
+    full_ids = _as_ids(
+        tokenizer.apply_chat_template([*context, assistant_message(action)], tokenize=True)
+    )
+    if full_ids[: len(prompt_ids)] == prompt_ids:
+        return prompt_ids, full_ids[len(prompt_ids) :]
+    # templates that rewrite earlier turns: fall back to encoding the difference as text
+    prompt_text = tokenizer.apply_chat_template(
+        list(context), add_generation_prompt=True, tokenize=False
+    )
+    full_text = tokenizer.apply_chat_template([*context, assistant_message(action)], tokenize=False)
+    return prompt_ids, tokenizer.encode(full_text[len(prompt_text) :], add_special_tokens=False)
+
+
+def truncate_context(
+    tokenizer: Any, context: Context, budget: int
+) -> tuple[Context, list[int], int]:
+    """The context cut to fit ``budget`` prompt tokens, its prompt ids and the turns dropped.
+
+    Whole turns are dropped from the middle, oldest first (an assistant turn together with the
+    observation that followed it); the system prompt and the first user turn (the task) always
+    stay, and so does the latest turn. When even that is too long, the prompt keeps the tokens of
+    the kept head and fills the rest of the budget with the end of the remaining text (a cut
+    inside the latest turns, never of the task). This is the one truncation rule of agentq:
+    collection, training, scoring, generation and the server all call it.
+    """
+    ctx = list(context)
+    ids = _as_ids(tokenizer.apply_chat_template(ctx, add_generation_prompt=True, tokenize=True))
+    head = _head_size(ctx)
+    dropped = 0
+    while len(ids) > budget and len(ctx) > head + 1:
+        # drop the oldest middle turn; keep assistant/observation pairs together
+        k = 2 if len(ctx) > head + 2 and ctx[head].get("role") == "assistant" else 1
+        ctx = ctx[:head] + ctx[head + k :]
+        dropped += k
+        ids = _as_ids(tokenizer.apply_chat_template(ctx, add_generation_prompt=True, tokenize=True))
+    if len(ids) > budget:
+        head_ids = _as_ids(tokenizer.apply_chat_template(ctx[:head], tokenize=True))
+        if ids[: len(head_ids)] == head_ids and len(head_ids) < budget:
+            ids = head_ids + ids[len(ids) - (budget - len(head_ids)) :]
+        else:
+            ids = ids[-budget:] if budget > 0 else []
+    return ctx, ids, dropped
+
+
 def tokenize_for_scoring(
     tokenizer: Any,
     context: Context,
@@ -83,32 +142,18 @@ def tokenize_for_scoring(
 
     The prompt is the context with the generation prompt; the action tokens are the rest of the
     full conversation (the assistant turn including its end-of-turn token). When the total is
-    longer than ``max_length`` the prompt is truncated from the left, so the action stays whole.
+    longer than ``max_length`` the context is cut by :func:`truncate_context` (whole middle turns
+    first; the system prompt and the task stay), so the action stays whole.
     Raises ``ValueError`` when the action alone does not fit.
     """
-    prompt_ids = _as_ids(
-        tokenizer.apply_chat_template(list(context), add_generation_prompt=True, tokenize=True)
-    )
-    full_ids = _as_ids(
-        tokenizer.apply_chat_template([*context, assistant_message(action)], tokenize=True)
-    )
-    if full_ids[: len(prompt_ids)] == prompt_ids:
-        action_ids = full_ids[len(prompt_ids) :]
-    else:  # templates that rewrite earlier turns: fall back to encoding the difference as text
-        prompt_text = tokenizer.apply_chat_template(
-            list(context), add_generation_prompt=True, tokenize=False
-        )
-        full_text = tokenizer.apply_chat_template(
-            [*context, assistant_message(action)], tokenize=False
-        )
-        action_ids = tokenizer.encode(full_text[len(prompt_text) :], add_special_tokens=False)
+    prompt_ids, action_ids = _encode_pair(tokenizer, context, action)
     if max_length is not None and len(prompt_ids) + len(action_ids) > max_length:
         keep = max_length - len(action_ids)
         if keep <= 0:
             raise ValueError(
                 f"action of {len(action_ids)} tokens does not fit in max_length={max_length}"
             )
-        prompt_ids = prompt_ids[-keep:]
+        prompt_ids = truncate_context(tokenizer, context, keep)[1]
     return prompt_ids, action_ids
 
 

@@ -20,11 +20,15 @@ from agentq.envs.webshop.loaders import (
     parse_pricing,
 )
 from agentq.envs.webshop.reward import (
-    attribute_matches,
     get_reward,
     normalize_color,
-    option_matches,
     type_reward,
+)
+from agentq.envs.webshop.reward import (
+    strict_attribute_matches as attribute_matches,
+)
+from agentq.envs.webshop.reward import (
+    strict_option_matches as option_matches,
 )
 
 from agentq.errors import UserInputError
@@ -63,7 +67,7 @@ def _goal(**kw):
     return g
 
 
-def test_attribute_matches_fuzzy_and_text():
+def test_strict_attribute_matches_fuzzy_and_text():
     # "cotton" fuzzy-matches "100% cotton" (token_set_ratio 100); "short sleeve" is in the
     # description; "slim fit" is nowhere.
     assert attribute_matches(_product(), ["cotton", "short sleeve", "slim fit"]) == 2
@@ -83,7 +87,7 @@ def test_colour_normalisation():
     assert normalize_color(" Large ") == "large"
 
 
-def test_option_matches_colour_size_and_fuzzy():
+def test_strict_option_matches_colour_size_and_fuzzy():
     p = _product()
     # colour normalised: "heather grey" -> "gray" meets goal "gray"; size exact
     assert option_matches(p, ["gray", "large"], {"color": "heather grey", "size": "large"}) == 2
@@ -125,11 +129,16 @@ def test_type_reward_levels():
     assert r["category_match"] and r["r_type"] == 1.0
 
 
-def test_full_reward_hand_computed():
+def test_full_reward_hand_computed_strict_rules():
     p = _product()
     # attributes 2/3, options 2/2 (grey = gray, size large), price 25 <= 30: (2 + 2 + 1) / 6
     reward, parts = get_reward(
-        p, _goal(), 25.0, {"color": "heather grey", "size": "large"}, nouns="heuristic"
+        p,
+        _goal(),
+        25.0,
+        {"color": "heather grey", "size": "large"},
+        nouns="heuristic",
+        rules="strict",
     )
     assert reward == pytest.approx(5 / 6)
     assert parts["r_att"] == pytest.approx(2 / 3) and parts["r_option"] == 1.0
@@ -137,17 +146,24 @@ def test_full_reward_hand_computed():
     assert parts["w_att"] == pytest.approx(3 / 6) and parts["w_option"] == pytest.approx(2 / 6)
     # over the price bound: (2 + 2 + 0) / 6
     reward, parts = get_reward(
-        p, _goal(), 35.0, {"color": "heather grey", "size": "large"}, nouns="heuristic"
+        p,
+        _goal(),
+        35.0,
+        {"color": "heather grey", "size": "large"},
+        nouns="heuristic",
+        rules="strict",
     )
     assert reward == pytest.approx(4 / 6) and parts["r_price"] is False
     # wrong size, all attributes: (3 + 1 + 1) / 6
     g = _goal(attributes=["cotton", "short sleeve", "crew neck"])
     reward, _ = get_reward(
-        p, g, 25.0, {"color": "heather grey", "size": "x-large"}, nouns="heuristic"
+        p, g, 25.0, {"color": "heather grey", "size": "x-large"}, nouns="heuristic", rules="strict"
     )
     assert reward == pytest.approx(5 / 6)
     # everything right: 1; times r_type 0.5 for a weak type match
-    reward, _ = get_reward(p, g, 25.0, {"color": "gray", "size": "large"}, nouns="heuristic")
+    reward, _ = get_reward(
+        p, g, 25.0, {"color": "gray", "size": "large"}, nouns="heuristic", rules="strict"
+    )
     assert reward == pytest.approx(1.0)
     weak = _goal(
         name="Acme Cotton Crew Shirt Jersey Top",
@@ -161,6 +177,7 @@ def test_full_reward_hand_computed():
         25.0,
         {"color": "gray", "size": "large"},
         nouns="heuristic",
+        rules="strict",
     )
     assert parts["r_type"] == 0.5
     # attributes: cotton (fuzzy), short sleeve (description); crew neck (bullet) -> 3/3
@@ -204,6 +221,10 @@ def test_reset_and_compact_pages(env):
     obs, reward, done, info = env.step("I will search.\nsearch[t-shirt cotton]")
     assert not done and reward == 0 and not info["invalid"]
     lines = obs.splitlines()
+    # every page starts with the instruction, as upstream's text observation does
+    instruction = ctx[1]["content"].splitlines()[0]
+    assert lines[0] == instruction
+    lines = lines[1:]
     assert len(lines) == 12  # header, 10 products, buttons
     assert all(line.startswith("[b0") and " | $" in line for line in lines[1:11])
     valid = env.valid_actions()
@@ -212,18 +233,18 @@ def test_reset_and_compact_pages(env):
     assert "Page 2 of" in obs and "click[< prev]" in env.valid_actions()
     asin = env.state.page_asins()[0].lower()
     obs, _, _, info = env.step(f"Thought: try it. click[{asin.upper()}]")
-    assert info["page"] == "item" and obs.startswith(f"[{asin}]")
+    assert info["page"] == "item" and obs.startswith(f"{instruction}\n[{asin}]")
     assert any(line.startswith("color: [") for line in obs.splitlines())
     assert {"click[description]", "click[features]", "click[reviews]", "click[buy now]"} <= set(
         env.valid_actions()
     )
-    assert len(obs) < 400
+    assert len(obs) - len(instruction) < 400
     product = env.data.by_asin[env.state.asin]
     color = product["options"]["color"][0]
     obs, *_ = env.step(f"click[{color}]")
     assert f"chosen: color={color}" in obs
     obs, *_ = env.step("click[reviews]")
-    assert obs.startswith("Reviews of") and env.valid_actions() == [
+    assert obs.startswith(f"{instruction}\nReviews of") and env.valid_actions() == [
         "click[back to search]",
         "click[< prev]",
     ]
@@ -567,3 +588,75 @@ def test_instruction_search_offers_the_instruction_as_the_one_search():
     obs, reward, done, info = env.step(action)
     assert not info["invalid"] and "results" in obs and not done
     assert any(a.startswith("click[b0") for a in env.valid_actions())
+
+
+# -- reward against upstream's own numbers ------------------------------------------------
+
+UPSTREAM_CASES = Path(__file__).parent / "data" / "webshop_upstream_reward.json"
+
+
+def test_reward_equals_upstream_reference_values():
+    """Values computed by running upstream's get_reward on real-format records (see the file)."""
+    cases = json.loads(UPSTREAM_CASES.read_text())["cases"]
+    assert len(cases) >= 50
+    differs_from_strict = 0
+    for c in cases:
+        reward, parts = get_reward(
+            c["product"], c["goal"], c["price"], c["options"], nouns="heuristic"
+        )
+        ref = c["upstream"]
+        assert parts["num_attr_matches"] == ref["num_attr"], c
+        assert parts["num_option_matches"] == ref["num_opt"], c
+        assert reward == pytest.approx(ref["reward"], abs=1e-12), c
+        strict, _ = get_reward(
+            c["product"], c["goal"], c["price"], c["options"], nouns="heuristic", rules="strict"
+        )
+        differs_from_strict += abs(strict - ref["reward"]) > 1e-9
+    assert differs_from_strict > 0  # the cases separate the two rule sets
+
+
+def test_upstream_matching_rules():
+    from agentq.envs.webshop.reward import fuzzy_score, upstream_normalize_color
+
+    # thefuzz processing: case and punctuation do not matter, the score is rounded
+    assert fuzzy_score("Machine-Wash", "machine wash") == 100
+    assert fuzzy_score("x-large", "large") == 100  # sizes match fuzzily upstream
+    # upstream's colour list order and substring test: "heather grey" -> "grey", not "gray"
+    assert upstream_normalize_color("heather grey") == "grey"
+    assert upstream_normalize_color("redwood") == "red"
+    p = _product(BulletPoints=["colored stitching"])
+    # substring occurrence (upstream) against whole words (strict)
+    r_up, parts_up = get_reward(p, _goal(attributes=["red"]), 25.0, {}, nouns="heuristic")
+    r_st, parts_st = get_reward(
+        p, _goal(attributes=["red"]), 25.0, {}, nouns="heuristic", rules="strict"
+    )
+    assert parts_up["num_attr_matches"] == 1 and parts_st["num_attr_matches"] == 0
+    assert parts_up["rules"] == "upstream" and parts_st["rules"] == "strict"
+    with pytest.raises(ValueError):
+        get_reward(p, _goal(), 25.0, {}, rules="lenient")
+
+
+def test_shipped_products_load_in_upstreams_loader_shape():
+    from agentq.envs.webshop.loaders import SHIPPED_DIR
+
+    products = json.loads(gzip.open(SHIPPED_DIR / "items_shuffle.json.gz").read())
+    # upstream's load_products reads these keys of every raw product, images[0] included
+    for p in products:
+        assert p["images"] and isinstance(p["images"][0], str)
+        for key in (
+            "asin",
+            "category",
+            "query",
+            "product_category",
+            "name",
+            "full_description",
+            "small_description",
+            "customization_options",
+        ):
+            assert key in p
+
+
+def test_reward_rules_option_of_the_environment():
+    with pytest.raises(UserInputError):
+        WebShopEnv(reward_rules="lenient")
+    assert WebShopEnv(reward_rules="strict").reward_rules == "strict"

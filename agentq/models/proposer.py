@@ -25,7 +25,7 @@ from typing import Any
 from agentq.errors import ProposerError, UserInputError
 from agentq.models.scorer import model_max_length, prefix_shared_logprobs
 from agentq.protocols import FREE_TEXT, BaseProposer
-from agentq.render import tokenize_for_scoring
+from agentq.render import tokenize_for_scoring, truncate_context
 from agentq.types import Candidate, Context
 
 Request = tuple[Context, int, Sequence[str] | None]
@@ -46,6 +46,9 @@ class LocalProposer(BaseProposer):
     ``stop`` strings end a free generation (the stop string is not part of the action).
     ``constrained=False`` ignores ``valid_actions`` and always generates freely.
     ``temperature=0`` is greedy (all N candidates are then the same action).
+    ``distinct=True`` (the default) draws the N candidates of a constrained request without
+    replacement (Gumbel-top-k over the valid actions at ``temperature``), so best-of-N sees N
+    different actions; ``distinct=False`` draws them independently (duplicates merge).
     Sampling is seeded from ``seed``, the request and how many times that same request was
     made before, so results do not depend on how concurrent callers interleave. ``apropose``
     runs one request in a worker thread; use :meth:`propose_batch` to batch contexts.
@@ -64,6 +67,7 @@ class LocalProposer(BaseProposer):
         seed: int = 0,
         free_text_max_tokens: int = 24,
         max_length: int | None = None,
+        distinct: bool = True,
     ) -> None:
         if temperature < 0:
             raise UserInputError(f"temperature must be >= 0, not {temperature}")
@@ -81,6 +85,7 @@ class LocalProposer(BaseProposer):
         self.seed = int(seed)
         self.free_text_max_tokens = int(free_text_max_tokens)
         self.max_length = max_length or model_max_length(model)
+        self.distinct = bool(distinct)
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
         if tokenizer.pad_token_id is None:
@@ -246,15 +251,31 @@ class LocalProposer(BaseProposer):
             probs = probs / probs.sum()
         if not math.isfinite(float(probs.sum())):
             return [int(torch.argmax(lp))] * n
-        return [int(x) for x in torch.multinomial(probs, n, replacement=True)]
+        if not self.distinct:
+            return [int(x) for x in torch.multinomial(probs, n, replacement=True)]
+        # Gumbel-top-k: n distinct actions, drawn without replacement from the policy's own
+        # distribution at its temperature (Kool et al., 2019); fewer when fewer are allowed
+        keys = torch.log(probs) - torch.log(-torch.log(torch.rand(len(probs), dtype=torch.float64)))
+        keys[probs <= 0] = -math.inf
+        k = min(n, int((probs > 0).sum()))
+        return [int(x) for x in torch.topk(keys, k).indices]
 
-    def _prompt_ids(self, context: Context, head: str) -> list[int]:
-        """The rendered prompt (the scorer's own), followed by the tokens of ``head``."""
+    def _prompt_ids(self, context: Context, head: str, room: int | None = None) -> list[int]:
+        """The rendered prompt (the scorer's own), followed by the tokens of ``head``.
+
+        With ``room`` the result fits in that many tokens: the context is cut by
+        :func:`agentq.render.truncate_context` (middle turns first, the task stays).
+        """
         prompt, action = tokenize_for_scoring(self.tokenizer, list(context), head or "x")
+        head_ids: list[int] = []
         if head:
             eot = len(tokenize_for_scoring(self.tokenizer, list(context), "")[1])
-            prompt = prompt + action[: len(action) - eot]
-        return prompt
+            head_ids = action[: len(action) - eot]
+        if room is not None and len(prompt) + len(head_ids) > room:
+            prompt = truncate_context(self.tokenizer, list(context), max(room - len(head_ids), 1))[
+                1
+            ]
+        return (prompt + head_ids)[-room:] if room is not None else prompt + head_ids
 
     def _generate(
         self, rows: list[tuple[Context, str]], max_new_tokens: int, stop: Sequence[str]
@@ -264,14 +285,14 @@ class LocalProposer(BaseProposer):
 
         tok = self.tokenizer
         device = next(self.model.parameters()).device
-        prompts = [self._prompt_ids(c, h) for c, h in rows]
+        room: int | None = None
         if self.max_length:
             room = self.max_length - max_new_tokens
             if room < 1:
                 raise UserInputError(
                     f"max_new_tokens={max_new_tokens} leaves no room for a context"
                 )
-            prompts = [p[-room:] for p in prompts]
+        prompts = [self._prompt_ids(c, h, room) for c, h in rows]
         width = max(len(p) for p in prompts)
         pad = tok.pad_token_id
         ids = torch.full((len(prompts), width), pad, dtype=torch.long)
@@ -321,6 +342,7 @@ _OPTIONS = {
     "seed",
     "free_text_max_tokens",
     "max_length",
+    "distinct",
 }
 
 

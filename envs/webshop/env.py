@@ -26,7 +26,7 @@ from agentq.envs.webshop.engine import (
     render_sub,
 )
 from agentq.envs.webshop.loaders import SHIPPED_DIR, WebShopData, load_directory
-from agentq.envs.webshop.reward import get_reward
+from agentq.envs.webshop.reward import REWARD_RULES, get_reward
 from agentq.envs.webshop.search import SEARCH_RETURN_N, ProductSearch
 
 from agentq.errors import UserInputError
@@ -68,7 +68,11 @@ class WebShopEnv:
     generation), ``max_steps`` (default 15), ``goals`` (``"human"`` or ``"synthetic"``),
     ``num_products`` (keep the first N products), ``nouns`` (the type reward's noun finder:
     ``"auto"``, ``"spacy"`` or ``"heuristic"``), ``title_chars`` (cut long titles; default 80)
-    and ``text_chars`` (cut sub-page text; default 300).
+    and ``text_chars`` (cut sub-page text; default 300), ``reward_rules`` (``"upstream"``, the
+    default, gives upstream's ``get_reward`` numbers; ``"strict"`` is agentq's earlier stricter
+    reading, see :mod:`agentq.envs.webshop.reward`) and ``instruction_every_page`` (default True:
+    every page starts with ``Instruction: ...`` as upstream's text observation does; False shows
+    it on the search page only, the departure of agentq before 0.2).
 
     Task ids are goal indices as strings (``"0"``, ``"1"``, ...) in the shuffled goal order.
     The reward comes at ``click[buy now]`` (``done``); ``info`` holds its parts.
@@ -89,11 +93,17 @@ class WebShopEnv:
         text_chars: int | None = 300,
         search_return_n: int = SEARCH_RETURN_N,
         instruction_search: bool = False,
+        reward_rules: str = "upstream",
+        instruction_every_page: bool = True,
     ) -> None:
         if max_steps < 1:
             raise UserInputError("max_steps must be at least 1")
         if nouns not in ("auto", "spacy", "heuristic"):
             raise UserInputError(f"nouns must be 'auto', 'spacy' or 'heuristic', not {nouns!r}")
+        if reward_rules not in REWARD_RULES:
+            raise UserInputError(
+                f"reward_rules must be one of {', '.join(REWARD_RULES)}, not {reward_rules!r}"
+            )
         self.data, self.index = load_cached(data, seed=seed, goals=goals, num_products=num_products)
         self.data_seed = seed
         self.max_steps = max_steps
@@ -102,6 +112,8 @@ class WebShopEnv:
         self.text_chars = text_chars
         self.search_return_n = search_return_n
         self.instruction_search = instruction_search
+        self.reward_rules = reward_rules
+        self.instruction_every_page = instruction_every_page
         self._lower_asin = {a.lower(): a for a in self.data.by_asin}
         self._task: str | None = None
         self.goal: dict[str, Any] | None = None
@@ -147,10 +159,17 @@ class WebShopEnv:
         return self._state
 
     def observation(self) -> str:
-        """The current page as text."""
+        """The current page as text (with the instruction on top, as upstream's text pages)."""
         s = self._state
         if s.page == "search":
             return render_search(self.goal["instruction_text"] if self.goal else "")
+        page = self._page_body()
+        if self.instruction_every_page and self.goal is not None and s.page != "done":
+            return f"Instruction: {self.goal['instruction_text']}\n{page}"
+        return page
+
+    def _page_body(self) -> str:
+        s = self._state
         if s.page == "results":
             return render_results(s, self.data.by_asin, self.data.prices, self.title_chars)
         product = self.data.by_asin[s.asin] if s.asin else None
@@ -250,7 +269,9 @@ class WebShopEnv:
         assert self.goal is not None
         price = self.data.prices[product["asin"]]
         chosen = self._state.chosen()
-        reward, parts = get_reward(product, self.goal, price, chosen, nouns=self.nouns)
+        reward, parts = get_reward(
+            product, self.goal, price, chosen, nouns=self.nouns, rules=self.reward_rules
+        )
         self._state = replace(self._state, page="done")
         self._done = True
         self._reward = reward

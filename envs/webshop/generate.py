@@ -670,7 +670,9 @@ def _product(
         "category": category,
         "query": query,
         "product_category": path,
-        "images": [],
+        # upstream's loader reads images[0] (MainImage); generated products have no picture,
+        # so the one entry is an empty URL
+        "images": [""],
     }
     ins = {"attributes": attrs, "instruction": None, "instruction_attributes": None}
     rating = round(rng.uniform(3.5, 5.0), 1)
