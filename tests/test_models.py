@@ -230,13 +230,24 @@ def test_constrained_proposer_only_returns_valid_actions(tiny: tuple[Any, Any]) 
     valid = ["open[A]", "open[B]", "click[Buy Now]", "search[...]"]
     free = re.compile(r"^search\[[^\]]+\]$")
     for temperature in (1.0, 3.0):
-        p = LocalProposer(model, tok, temperature=temperature, seed=1, free_text_max_tokens=6)
-        batch = p.propose_batch([(c, 6, valid) for c in CONTEXTS])
-        for cands in batch:
-            assert len(cands) == 6
-            for c in cands:
-                assert c.text in valid[:3] or free.match(c.text), c.text
-                assert c.logprob is not None and c.logprob < 0
+        for distinct in (True, False):
+            p = LocalProposer(
+                model,
+                tok,
+                temperature=temperature,
+                seed=1,
+                free_text_max_tokens=6,
+                distinct=distinct,
+            )
+            batch = p.propose_batch([(c, 6, valid) for c in CONTEXTS])
+            for cands in batch:
+                # distinct: without replacement, so at most the 4 valid actions
+                assert len(cands) == (4 if distinct else 6)
+                if distinct:
+                    assert len({c.text.split("[")[0] + c.text[:6] for c in cands}) == 4
+                for c in cands:
+                    assert c.text in valid[:3] or free.match(c.text), c.text
+                    assert c.logprob is not None and c.logprob < 0
     # fixed-only actions: candidate log-probs are the policy's log-probs of the whole turn
     p = LocalProposer(model, tok, temperature=1.0, seed=0)
     fixed = valid[:3]
@@ -249,6 +260,29 @@ def test_constrained_proposer_only_returns_valid_actions(tiny: tuple[Any, Any]) 
     g = LocalProposer(model, tok, temperature=0)
     best = max(want, key=lambda a: want[a])
     assert [c.text for c in g.propose(ctx(1), 3, valid_actions=fixed)] == [best] * 3
+
+
+def test_distinct_sampling_follows_the_policy(tiny: tuple[Any, Any]) -> None:
+    """Gumbel-top-k: the first pick is a draw from softmax(lp / T); picks never repeat."""
+    import math
+
+    import torch
+    from agentq.models.proposer import LocalProposer
+
+    model, tok = tiny
+    p = LocalProposer(model, tok, temperature=2.0, seed=0)
+    lps = [math.log(0.6), math.log(0.3), math.log(0.1)]
+    want = torch.softmax(torch.tensor(lps) / 2.0, 0).tolist()
+    torch.manual_seed(0)
+    draws = 4000
+    counts = [0, 0, 0]
+    for _ in range(draws):
+        picks = p._sample_indices(lps, 2)
+        assert len(picks) == 2 and picks[0] != picks[1]
+        counts[picks[0]] += 1
+    for c, w in zip(counts, want, strict=True):
+        assert abs(c / draws - w) < 4 * math.sqrt(w * (1 - w) / draws)
+    assert sorted(p._sample_indices(lps, 5)) == [0, 1, 2]  # at most the valid actions
 
 
 def test_free_proposer_samples_n_with_logprobs_and_is_seeded(tiny: tuple[Any, Any]) -> None:
@@ -274,8 +308,8 @@ def test_proposer_seeding_ignores_interleaving(tiny: tuple[Any, Any]) -> None:
 
     model, tok = tiny
     valid = ["open[A]", "open[B]", "open[C]", "search[...]"]
-    a = LocalProposer(model, tok, seed=5, free_text_max_tokens=4)
-    b = LocalProposer(model, tok, seed=5, free_text_max_tokens=4)
+    a = LocalProposer(model, tok, seed=5, free_text_max_tokens=4, distinct=False)
+    b = LocalProposer(model, tok, seed=5, free_text_max_tokens=4, distinct=False)
     a1, a2 = a.propose(ctx(1), 6, valid_actions=valid), a.propose(ctx(2), 6, valid_actions=valid)
     b2, b1 = b.propose(ctx(2), 6, valid_actions=valid), b.propose(ctx(1), 6, valid_actions=valid)
     assert [c.text for c in a1] == [c.text for c in b1]
@@ -502,3 +536,50 @@ def test_prefix_sharing_does_less_work(scorer: QValueScorer) -> None:
     finally:
         hook.remove()
     assert len(calls) == 4  # (prefix + candidates) x (policy, reference), all contexts at once
+
+
+def test_grouped_loss_equals_dpo_on_whole_sequences(dirs: dict[str, Path]) -> None:
+    """agentq's grouped step-DPO loss = DPO's loss computed pair by pair on full sequences."""
+    import torch
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+
+    from agentq.models.scorer import adapter_disabled
+    from agentq.models.step_dpo import fill_reference_logps, group_dpo_loss, group_pairs
+
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu")
+    peft = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    )
+    torch.manual_seed(0)
+    for name, w in peft.named_parameters():  # move the adapter off the identity
+        if "lora_B" in name:
+            torch.nn.init.normal_(w, std=0.5)
+    pairs = synthetic_pairs()[:6]
+    # a node with three actions: three pairs share one prompt
+    extra = dict(
+        pairs[0], chosen=pairs[0]["chosen"], rejected=[{"role": "assistant", "content": "wait"}]
+    )
+    extra2 = dict(pairs[0], chosen=pairs[0]["rejected"], rejected=extra["rejected"])
+    pairs += [extra, extra2]
+    groups = group_pairs(tok, pairs, 256)
+    assert len(groups) == 6 and sum(len(g.pairs) for g in groups) == 8
+    fill_reference_logps(peft, groups)
+    beta = 0.3
+    with torch.no_grad():
+        loss, stats = group_dpo_loss(peft, [g.to_dict() for g in groups], beta)
+
+    def seq_logp(context: list[dict[str, str]], action: str) -> float:
+        p, a = tokenize_for_scoring(tok, context, action, 256)
+        return sum(naive_logprobs(peft, tok, [(context, [action])], max_length=256)[0][0])
+
+    want = []
+    for p in pairs:
+        c, r = p["chosen"][-1]["content"], p["rejected"][-1]["content"]
+        pol = seq_logp(p["prompt"], c) - seq_logp(p["prompt"], r)
+        with adapter_disabled(peft):
+            ref = seq_logp(p["prompt"], c) - seq_logp(p["prompt"], r)
+        want.append(float(-F.logsigmoid(torch.tensor(beta * (pol - ref)))))
+    assert stats["pairs"] == 8
+    assert float(loss) == pytest.approx(sum(want) / len(want), abs=1e-4)
+    assert abs(float(loss) - math.log(2)) > 1e-3  # the adapter is really off the identity

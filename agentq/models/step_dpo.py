@@ -1,0 +1,227 @@
+"""Step-level DPO with one prompt pass per decision: agentq's own loss on transformers' Trainer.
+
+TRL's ``DPOTrainer`` runs every pair as two whole sequences (prompt + chosen, prompt +
+rejected), so a decision with k tried actions and its k(k-1)/2 sibling pairs costs k(k-1)
+prompt passes, and the reference model runs again at every step unless its log-probs are
+precomputed. TRL has no way to share one prompt between the two sides of a pair, let alone
+between all the pairs of a node, so agentq owns the loss here (on ``transformers.Trainer``,
+the class TRL's trainers build on; the arguments are TRL's ``DPOConfig``):
+
+* Pairs are grouped by decision (same task, same context): one *group* holds the prompt, the
+  distinct actions tried there and the (chosen, rejected) index pairs between them.
+* The reference log-probs (base model, adapter off) of every action are computed once, before
+  training, with the scorer's prefix-shared pass.
+* Each step runs a group's prompt through the LoRA model once, expands its KV cache to the k
+  actions and runs them in one batch; gradients flow through the shared prompt pass.
+* The loss of a pair is DPO's ``-log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r)))`` on the
+  summed action log-probs, averaged over the pairs of the batch (every pair of a node counted
+  once, as in TRL).
+
+The numbers are those of DPO on the same pairs (checked against TRL's loss in the tests); only
+the cost changes: ``P + k*A`` tokens per node instead of ``k(k-1)*(P + A)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentq.errors import UserInputError
+from agentq.render import tokenize_for_scoring
+
+
+@dataclass
+class PairGroup:
+    """The pairs of one decision: a shared prompt, its distinct actions and the pairs between."""
+
+    prompt_ids: list[int]
+    action_ids: list[list[int]]
+    pairs: list[tuple[int, int]]
+    """(chosen index, rejected index) into ``action_ids``."""
+    ref_logps: list[float] | None = None
+    """Summed reference log-probs of each action (filled by :func:`fill_reference_logps`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for a ``datasets.Dataset`` row."""
+        return {
+            "prompt_ids": self.prompt_ids,
+            "action_ids": self.action_ids,
+            "pairs": [list(p) for p in self.pairs],
+            "ref_logps": self.ref_logps,
+        }
+
+
+def group_pairs(
+    tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: int | None, where: str = "pairs"
+) -> list[PairGroup]:
+    """Group pairs by (task, context) and tokenize each prompt and action once.
+
+    The prompt of a group is the context truncated for its longest action (so every action
+    fits in ``max_length``; :func:`agentq.render.truncate_context` decides what is cut).
+    """
+    by_key: dict[str, dict[str, Any]] = {}
+    for i, p in enumerate(pairs):
+        context = list(p["prompt"])
+        key = json.dumps([p.get("task_id"), context], sort_keys=True, default=str)
+        g = by_key.setdefault(key, {"context": context, "actions": {}, "pairs": [], "first": i})
+        ids = []
+        for side in ("chosen", "rejected"):
+            text = str(p[side][-1]["content"])
+            ids.append(g["actions"].setdefault(text, len(g["actions"])))
+        if ids[0] != ids[1] and tuple(ids) not in g["pairs"]:
+            g["pairs"].append(tuple(ids))
+    out: list[PairGroup] = []
+    for g in by_key.values():
+        if not g["pairs"]:
+            continue
+        texts = list(g["actions"])
+        encoded = []
+        try:
+            for t in texts:
+                encoded.append(tokenize_for_scoring(tokenizer, g["context"], t, max_length))
+        except ValueError as e:
+            raise UserInputError(f"{where}: pair {g['first'] + 1}: {e}") from e
+        prompt = min((pr for pr, _ in encoded), key=len)
+        out.append(PairGroup(prompt, [a for _, a in encoded], list(g["pairs"])))
+    return out
+
+
+def fill_reference_logps(model: Any, groups: Sequence[PairGroup]) -> None:
+    """Summed log-probs of every action under the reference (adapter off), computed once."""
+    import torch
+
+    from agentq.models.scorer import adapter_disabled
+
+    with adapter_disabled(model), torch.inference_mode():
+        for g in groups:
+            g.ref_logps = [float(x) for x in group_action_logps(model, g.prompt_ids, g.action_ids)]
+
+
+def group_action_logps(model: Any, prompt_ids: list[int], action_ids: list[list[int]]) -> Any:
+    """Summed log-probs of each action after one shared prompt pass (differentiable).
+
+    The prompt runs once with a KV cache; the cache is expanded to the actions, which run in
+    one padded batch. Returns a 1-D tensor, one value per action.
+    """
+    import torch
+
+    from agentq.models.scorer import _cache_kwarg, _expand_cache, _result_cache
+
+    device = next(model.parameters()).device
+    p = len(prompt_ids)
+    res = model(
+        input_ids=torch.tensor([prompt_ids], device=device),
+        attention_mask=torch.ones((1, p), dtype=torch.long, device=device),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    first = torch.log_softmax(res.logits[0, -1].float(), dim=-1)
+    firsts = torch.stack([first[a[0]] for a in action_ids])
+    k = len(action_ids)
+    la = max(len(a) for a in action_ids) - 1
+    if la == 0:
+        return firsts
+    ids = torch.zeros((k, la), dtype=torch.long)
+    mask = torch.zeros((k, la), dtype=torch.long)
+    targets = torch.zeros((k, la), dtype=torch.long)
+    for r, a in enumerate(action_ids):
+        n = len(a) - 1
+        if n:
+            ids[r, :n] = torch.tensor(a[:-1])
+            targets[r, :n] = torch.tensor(a[1:])
+            mask[r, :n] = 1
+    rows = torch.zeros(k, dtype=torch.long, device=device)
+    cache = _expand_cache(_result_cache(res), rows, model.config)
+    full_mask = torch.cat([torch.ones((k, p), dtype=torch.long), mask], dim=1)
+    logits = model(
+        input_ids=ids.to(device),
+        attention_mask=full_mask.to(device),
+        position_ids=(p + torch.arange(la)).unsqueeze(0).expand(k, la).to(device),
+        use_cache=True,
+        **{_cache_kwarg(model): cache},
+    ).logits
+    lsm = torch.log_softmax(logits.float(), dim=-1)
+    tok = lsm.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1) * mask.to(device)
+    return firsts + tok.sum(-1)
+
+
+def group_dpo_loss(
+    model: Any, groups: Sequence[dict[str, Any]], beta: float
+) -> tuple[Any, dict[str, float]]:
+    """Mean DPO loss over every pair of ``groups`` and the batch's reward accuracy and margin."""
+    import torch
+    import torch.nn.functional as F
+
+    losses, margins = [], []
+    for g in groups:
+        logps = group_action_logps(model, list(g["prompt_ids"]), [list(a) for a in g["action_ids"]])
+        ref = torch.tensor(g["ref_logps"], dtype=logps.dtype, device=logps.device)
+        rewards = beta * (logps - ref)
+        idx = torch.tensor(g["pairs"], dtype=torch.long, device=logps.device)
+        m = rewards[idx[:, 0]] - rewards[idx[:, 1]]
+        losses.append(-F.logsigmoid(m))
+        margins.append(m.detach())
+    loss_all = torch.cat(losses)
+    marg = torch.cat(margins)
+    return loss_all.mean(), {
+        "rewards/accuracies": float((marg > 0).float().mean()),
+        "rewards/margins": float(marg.mean()),
+        "pairs": float(len(marg)),
+    }
+
+
+def _collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"groups": rows}
+
+
+def make_trainer(model: Any, args: Any, train_dataset: Any, callbacks: list[Any]) -> Any:
+    """A ``transformers.Trainer`` that trains ``model`` (a peft model) with the grouped loss.
+
+    ``args`` is a ``trl.DPOConfig`` (its ``beta`` is used); ``train_dataset`` holds
+    :meth:`PairGroup.to_dict` rows with reference log-probs filled in.
+    """
+    from transformers import Trainer
+
+    class StepDPOTrainer(Trainer):
+        """transformers' Trainer with agentq's grouped step-level DPO loss (module docstring)."""
+
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self._metric_sums: dict[str, float] = {}
+            self._metric_n = 0
+
+        def compute_loss(  # type: ignore[override]
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kw: Any
+        ) -> Any:
+            loss, stats = group_dpo_loss(model, inputs["groups"], float(self.args.beta))
+            for k, v in stats.items():
+                self._metric_sums[k] = self._metric_sums.get(k, 0.0) + v
+            self._metric_n += 1
+            return (loss, None) if return_outputs else loss
+
+        def log(self, logs: dict[str, float], *a: Any, **kw: Any) -> None:  # type: ignore[override]
+            if self._metric_n and "loss" in logs:
+                for k, v in self._metric_sums.items():
+                    logs[k] = v / self._metric_n
+                self._metric_sums, self._metric_n = {}, 0
+            super().log(logs, *a, **kw)
+
+    return StepDPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        data_collator=_collate,
+        callbacks=callbacks,
+    )
+
+
+__all__ = [
+    "PairGroup",
+    "fill_reference_logps",
+    "group_action_logps",
+    "group_dpo_loss",
+    "group_pairs",
+    "make_trainer",
+]
