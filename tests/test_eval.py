@@ -527,9 +527,12 @@ def test_demo_code_path_with_tiny_models(tmp_path):
     rep = run_demo(
         tmp_path / "demo", tasks=1, n=3, max_steps=2, qmodel=q, policy=str(base), progress=False
     )
-    assert set(rep["methods"]) == {"greedy", "bon-qmodel@3"}
+    assert set(rep["methods"]) == {"greedy", "random@3", "bon-qmodel@3"}
+    # the Q row is compared with random choice among the same 3 samples, paired by task
+    assert rep["methods"]["bon-qmodel@3"]["vs_random"]["method"] == "random@3"
+    assert "Δ success vs random@N" in rep["table"]
     assert rep["config"]["demo"] and rep["tasks"] == ["0"]
     assert "agentq demo" in rep["command"] and "--qmodel" in rep["command"]
     trajs = load_trajectories(tmp_path / "demo" / TRAJECTORIES_FILE)
-    assert len(trajs) == 2 and all(t.error is None for t in trajs.values())
+    assert len(trajs) == 3 and all(t.error is None for t in trajs.values())
     assert (tmp_path / "demo" / "trajectories.html").exists()

@@ -1,8 +1,8 @@
 """``agentq demo``: the main job on the embedded defaults, offline, on a CPU.
 
 SmolLM2-135M-Instruct (the ``smollm2`` MODEL spec) acts as the agent's policy on held-out TEST
-tasks of the shipped WebShop data. Two methods run on the same tasks and seeds: greedy (N = 1,
-temperature 0) and best-of-N, where N actions sampled from SmolLM2 are scored by a Q-value
+tasks of the shipped WebShop data. Three methods run on the same tasks and seeds: greedy (N = 1,
+temperature 0), random@N (a uniform choice among the same N samples: the control) and best-of-N, where N actions sampled from SmolLM2 are scored by a Q-value
 model and the best is executed. The Q-value model ships with agentq
 (``agentq/eval/assets/qmodel_webshop``): a LoRA adapter on SmolLM2 trained by agentq's own
 pipeline (collect -> pairs -> train) on TRAIN tasks only; ``provenance.json`` next to it holds
@@ -32,11 +32,12 @@ DEMO_N = 5
 """Candidates sampled per step for best-of-N."""
 DEMO_MAX_STEPS = 6
 """Step limit per episode."""
-DEMO_TEMPERATURE = 3.0
-"""Sampling temperature of the N candidates. SmolLM2-135M puts ~90% of its mass on
-``click[next >]`` on a results page at temperature 1 (items get <1%), so best-of-N would have
-no item to choose; at 3 items get ~20% and the Q-model (which ranks items above paging) has a
-choice. Greedy is unaffected (temperature 0)."""
+DEMO_TEMPERATURE = 1.0
+"""Sampling temperature of the N candidates: the policy's own distribution. The N candidates are
+drawn without replacement (Gumbel-top-k over the valid actions), so they differ even where
+SmolLM2-135M puts ~90% of its mass on ``click[next >]``. Greedy is unaffected (temperature 0)."""
+DEMO_METHODS = "greedy,random,best-of-n"
+"""Greedy, random choice among the N samples (the control) and best-of-N with the Q-model."""
 DEMO_ENV_OPTIONS = ("instruction_search=true",)
 """WebShop options: the search page offers one search, for the instruction itself (SmolLM2-135M
 copies the page's wording when asked to write a query), so the policy's choices are items and
@@ -97,8 +98,8 @@ def run_demo(
     val_acc = train.get("validation_pairwise_accuracy")
     print(
         f"agentq demo: policy {policy} on {len(task_ids)} held-out WebShop test tasks "
-        f"(max {steps} steps, search = the instruction), greedy vs best-of-{n_cands} "
-        f"with the Q-value model {qdir.name}"
+        f"(max {steps} steps, search = the instruction), greedy vs random@{n_cands} vs "
+        f"best-of-{n_cands} with the Q-value model {qdir.name}"
     )
     if prov:
         c = prov.get("collect", {})
@@ -122,7 +123,7 @@ def run_demo(
         split="test",
         policy=policy,
         qmodel=str(qdir),
-        methods=["greedy,best-of-n"],
+        methods=[DEMO_METHODS],
         n=[n_cands],
         tasks=task_ids,
         max_steps=steps,

@@ -144,6 +144,14 @@ def build_report(
                 k: paired_difference(trajs, result.trajectories.get(reference, []), k, seed=seed)
                 for k in ("success", "reward")
             }
+        same_n = f"random@{m.n}"
+        if m.kind in ("best-of-n", "majority") and same_n in names:
+            # the control that separates a scorer from "any of the N samples": random@N
+            row["vs_random"] = {
+                k: paired_difference(trajs, result.trajectories.get(same_n, []), k, seed=seed)
+                for k in ("success", "reward")
+            }
+            row["vs_random"]["method"] = same_n
         per_method[m.name] = row
     return {
         "command": command if command is not None else command_line(),
@@ -170,19 +178,21 @@ def markdown_table(report: dict[str, Any]) -> str:
     ref = report.get("reference")
     head = (
         "| method | N | success [95% CI] | mean reward [95% CI] | Δ success vs "
-        f"{ref} | steps | model calls | tokens | wall s | errors |"
+        f"{ref} | Δ success vs random@N | steps | model calls | tokens | wall s | errors |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
+
+    def delta(d: dict[str, Any] | None) -> str:
+        if d is None:
+            return "—"
+        return f"{100 * d['mean']:+.1f} pts [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+
     for name, r in report["methods"].items():
-        d = r.get("vs_reference", {}).get("success")
-        delta = (
-            "—"
-            if d is None
-            else f"{100 * d['mean']:+.1f} pts [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
-        )
+        d_ref = delta(r.get("vs_reference", {}).get("success"))
+        d_rand = delta(r.get("vs_random", {}).get("success"))
         lines.append(
             f"| {name} | {r['method']['n']} | {_fmt_ci(r['success'], pct=True)} | "
-            f"{_fmt_ci(r['reward'])} | {delta} | {r['steps']['mean']:.1f} | "
+            f"{_fmt_ci(r['reward'])} | {d_ref} | {d_rand} | {r['steps']['mean']:.1f} | "
             f"{r['model_calls']['mean']:.1f} | {r['tokens']['mean']:.0f} | "
             f"{r['wall_s']['mean']:.1f} | {r['errors']} |"
         )
@@ -200,7 +210,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         f"Environment `{cfg.get('env')}`, split `{cfg.get('split')}`, {len(report['tasks'])} tasks, "
         f"policy `{cfg.get('policy')}`, seed {cfg.get('seed')}, max steps {cfg.get('max_steps')}. "
         f"Success = reward 1. Intervals: 95% percentile bootstrap over tasks; "
-        f"Δ is paired against `{report.get('reference')}` on the same tasks.",
+        f"Δ is paired against `{report.get('reference')}` on the same tasks, and for best-of-N "
+        "and majority against random choice among the same N samples (random@N).",
         "",
         markdown_table(report),
         "",
