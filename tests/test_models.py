@@ -267,6 +267,7 @@ def test_distinct_sampling_follows_the_policy(tiny: tuple[Any, Any]) -> None:
     import math
 
     import torch
+
     from agentq.models.proposer import LocalProposer
 
     model, tok = tiny
@@ -583,3 +584,20 @@ def test_grouped_loss_equals_dpo_on_whole_sequences(dirs: dict[str, Path]) -> No
     assert stats["pairs"] == 8
     assert float(loss) == pytest.approx(sum(want) / len(want), abs=1e-4)
     assert abs(float(loss) - math.log(2)) > 1e-3  # the adapter is really off the identity
+
+
+def test_decision_types_of_webshop_pairs() -> None:
+    from agentq.models.train import decision_type
+
+    def pair(c: str, r: str) -> dict[str, Any]:
+        return {
+            "chosen": [{"role": "assistant", "content": c}],
+            "rejected": [{"role": "assistant", "content": r}],
+        }
+
+    assert decision_type(pair("search[red mug]", "search[mug]")) == "search"
+    assert decision_type(pair("click[buy now]", "click[20 oz]")) == "buy"
+    assert decision_type(pair("click[b0kepatami]", "click[next >]")) == "product"
+    assert decision_type(pair("Thought: orange.\nclick[orange]", "click[blue]")) == "option"
+    assert decision_type(pair("click[next >]", "click[back to search]")) == "navigation"
+    assert decision_type(pair("open[A]", "skip[A]")) == "other"

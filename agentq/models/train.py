@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -206,6 +207,46 @@ def pairwise_accuracy(
     return sum(s[0] > s[1] for s in scores) / len(scores)
 
 
+_ASIN_CLICK = re.compile(r"click\[b0[a-z0-9]{8}\]", re.IGNORECASE)
+_NAVIGATION = {"next >", "< prev", "back to search", "description", "features", "reviews"}
+
+
+def decision_type(pair: dict[str, Any]) -> str:
+    """The kind of decision a pair is about, from its two actions (WebShop-style commands).
+
+    ``search`` (a query), ``buy`` (buy now or go on), ``product`` (which item to open),
+    ``option`` (which option to pick), else ``navigation``; ``other`` for non-WebShop actions.
+    """
+    acts = [str(pair[s][-1]["content"]) for s in ("chosen", "rejected")]
+    low = [a.lower() for a in acts]
+    if any("search[" in a for a in low):
+        return "search"
+    if any("click[buy now]" in a for a in low):
+        return "buy"
+    if any(_ASIN_CLICK.search(a) for a in acts):
+        return "product"
+    args = [re.findall(r"click\[([^\]]*)\]", a) for a in low]
+    if all(args):
+        if any(x[-1] not in _NAVIGATION for x in args):
+            return "option"
+        return "navigation"
+    return "other"
+
+
+def pairwise_accuracy_by_type(
+    model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, beta: float, max_length: int | None
+) -> dict[str, dict[str, float]]:
+    """:func:`pairwise_accuracy` per :func:`decision_type` (``{"product": {"pairs", "accuracy"}}``)."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for p in pairs:
+        by.setdefault(decision_type(p), []).append(p)
+    out = {}
+    for kind, ps in sorted(by.items()):
+        acc = pairwise_accuracy(model, tokenizer, ps, beta=beta, max_length=max_length)
+        out[kind] = {"pairs": len(ps), "accuracy": acc if acc is not None else float("nan")}
+    return out
+
+
 def _checkpointing_field() -> str:
     """``activation_checkpointing`` in newer transformers, ``gradient_checkpointing`` before."""
     import dataclasses
@@ -376,8 +417,13 @@ def train_qmodel(
     peft_model = trainer.model
     history = [h for h in trainer.state.log_history if "loss" in h]
 
-    val_acc = pairwise_accuracy(
+    val_by_type = pairwise_accuracy_by_type(
         peft_model, tok, val_pairs, beta=cfg.beta, max_length=cfg.max_length
+    )
+    val_acc = (
+        sum(v["accuracy"] * v["pairs"] for v in val_by_type.values()) / len(val_pairs)
+        if val_pairs
+        else None
     )
     train_acc = pairwise_accuracy(
         peft_model, tok, train_pairs[:256], beta=cfg.beta, max_length=cfg.max_length
@@ -390,6 +436,7 @@ def train_qmodel(
         "final_reward_margin": history[-1].get("rewards/margins") if history else None,
         "train_pairwise_accuracy": train_acc,
         "validation_pairwise_accuracy": val_acc,
+        "validation_accuracy_by_decision": val_by_type,
         "wall_s": round(wall, 2),
         "log": [
             {
