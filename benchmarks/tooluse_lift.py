@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from agentq.envs import make
+
 from agentq.eval.runner import run_evaluation
 
 
@@ -52,9 +53,8 @@ def main() -> None:
         temperature=args.temperature,
         out=args.out,
         overwrite=True,
-        command="python benchmarks/tooluse_lift.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
-        ),
+        command="python benchmarks/tooluse_lift.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
     )
     print(res["table"])
 
