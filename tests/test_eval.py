@@ -378,15 +378,17 @@ def test_rank_at_1_outcome_and_step_aggregations():
 
 
 def test_process_pairs_and_processbench_f1():
-    pairs = [
-        {
-            "history": [{"role": "user", "content": "task"}],
-            "preferred": {"thought": "GOOD", "action": "calc", "action_input": {"x": 1}},
-            "dispreferred": {"thought": "BAD", "action": "calc", "action_input": {"x": 2}},
-        },
-        {"history": "task 2", "preferred": "GOOD", "dispreferred": "meh"},
-        {"history": "task 3", "preferred": "BAD", "dispreferred": "GOOD"},
-    ]
+    def row(good: str, bad: str) -> dict:
+        step = lambda t: {"thought": {"text": t}, "action": {"text": "calc"}}  # noqa: E731
+        plan = {"action plan": {"text": "1. compute"}}
+        return {
+            "prompt": "task",
+            "history": json.dumps([plan]),
+            "preferred": step(good),
+            "dispreferred": step(bad),
+        }
+
+    pairs = [row("GOOD", "BAD"), row("GOOD", "meh"), row("BAD", "GOOD")]
     res = tc.evaluate_records(pairs, scorer=KeywordScorer())
     assert (
         res["kind"] == "process_pairs" and res["n"] == 3 and res["accuracy"] == pytest.approx(2 / 3)

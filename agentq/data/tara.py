@@ -9,8 +9,15 @@ observation may itself span several lines). :func:`parse_actions` normalises bot
 :class:`TaraStep`.
 
 :func:`pairwise_accuracy` is the figure a reward model is judged by on these files: the share
-of pairs whose positive answer scores above the negative one. It takes any ``Scorer`` and any
-pairs (TARA pairs, ``(context, chosen, rejected)`` tuples or pairs.jsonl-style dicts).
+of pairs whose positive answer scores strictly above the negative one. A tie counts as wrong by
+default, as Themis counts it (``generate_rm.py``: a pair is right when ``pos > neg``); the
+figure with ties worth half is reported beside it as ``half_tie_accuracy``. It takes any
+``Scorer`` and any pairs (TARA pairs, ``(context, chosen, rejected)`` tuples or pairs.jsonl-style
+dicts).
+
+A TARA row may carry a ``context`` (text before the question, in some of Themis' data sets);
+Themis prepends it as ``Context: ...`` on the line before the question, and so does
+:attr:`TaraPair.context`.
 """
 
 from __future__ import annotations
@@ -82,11 +89,18 @@ class TaraPair:
     neg: TaraAnswer
     source: str = ""
     """Short name of the file it came from (``calculator``, ``calendar``, ...)."""
+    context_text: str | None = None
+    """The row's ``context`` field (None when it has none)."""
+
+    @property
+    def prompt_text(self) -> str:
+        """The question, with the row's context prepended as Themis does (``Context: ...``)."""
+        return question_with_context(self.question, self.context_text)
 
     @property
     def context(self) -> Context:
-        """The question as agentq's context: one user message."""
-        return [{"role": "user", "content": self.question}]
+        """The question (after its context, when the row has one) as one user message."""
+        return [{"role": "user", "content": self.prompt_text}]
 
     @property
     def chosen(self) -> str:
@@ -97,6 +111,21 @@ class TaraPair:
     def rejected(self) -> str:
         """The dispreferred answer text."""
         return self.neg.answer
+
+
+def question_with_context(question: str, context: str | None) -> str:
+    """``question``, or ``Context: <context>\nQuestion: <question>`` as Themis writes a row with one."""
+    if context is None or not str(context).strip():
+        return question
+    return f"Context: {context}\nQuestion: {question}"
+
+
+def split_context(text: str) -> tuple[str | None, str]:
+    """Inverse of :func:`question_with_context`: ``(context or None, question)``."""
+    if text.startswith("Context: ") and "\nQuestion: " in text:
+        ctx, q = text[len("Context: ") :].split("\nQuestion: ", 1)
+        return ctx, q
+    return None, text
 
 
 def parse_actions(actions: Any) -> list[TaraStep]:
@@ -182,8 +211,10 @@ def _to_float(x: Any) -> float | None:
 
 
 def _answer(d: Any, where: str) -> TaraAnswer:
-    if not isinstance(d, dict) or "answer" not in d:
+    if not isinstance(d, dict):
         raise UserInputError(f"{where}: expected an object with an 'answer'")
+    if "answer" not in d:
+        raise UserInputError(f"{where}: missing field 'answer'")
     try:
         steps = parse_actions(d.get("actions"))
     except ValueError as e:
@@ -221,13 +252,15 @@ def load_tara(path: str | Path, *, limit: int | None = None) -> list[TaraPair]:
         for key in ("question", "pos_answer", "neg_answer"):
             if key not in row:
                 raise UserInputError(f"{where}: missing field {key!r}")
+        ctx = row.get("context")
         out.append(
             TaraPair(
                 id=str(row.get("id", f"{src}_{i}")),
                 question=str(row["question"]),
-                pos=_answer(row["pos_answer"], f"{where} pos_answer"),
-                neg=_answer(row["neg_answer"], f"{where} neg_answer"),
+                pos=_answer(row["pos_answer"], f"{where} field 'pos_answer'"),
+                neg=_answer(row["neg_answer"], f"{where} field 'neg_answer'"),
                 source=src,
+                context_text=None if ctx is None else str(ctx),
             )
         )
         if limit is not None and len(out) >= limit:
@@ -268,19 +301,27 @@ class PairwiseResult:
     wins: int
     ties: int
     losses: int
-    tie_credit: float = 0.5
+    tie_credit: float = 0.0
+    """What a tie is worth in :attr:`accuracy` (0: wrong, as Themis counts it)."""
     scores: list[tuple[float, float]] = field(default_factory=list)
     """(chosen score, rejected score) per pair."""
+    outcomes: list[str] = field(default_factory=list)
+    """``win``, ``tie`` or ``loss`` per pair, in order."""
 
     @property
     def accuracy(self) -> float:
-        """(wins + tie_credit * ties) / n (0 when there are no pairs)."""
+        """(wins + tie_credit * ties) / n (0 when there are no pairs): the headline figure."""
         return (self.wins + self.tie_credit * self.ties) / self.n if self.n else 0.0
 
     @property
     def strict_accuracy(self) -> float:
-        """wins / n: ties counted as wrong."""
+        """wins / n: ties counted as wrong (Themis' accuracy)."""
         return self.wins / self.n if self.n else 0.0
+
+    @property
+    def half_tie_accuracy(self) -> float:
+        """(wins + ties / 2) / n: ties counted as half (a secondary figure)."""
+        return (self.wins + 0.5 * self.ties) / self.n if self.n else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON summary (without the per-pair scores)."""
@@ -292,6 +333,7 @@ class PairwiseResult:
             "tie_credit": self.tie_credit,
             "accuracy": self.accuracy,
             "strict_accuracy": self.strict_accuracy,
+            "half_tie_accuracy": self.half_tie_accuracy,
         }
 
 
@@ -309,8 +351,9 @@ def as_pair(p: Any) -> tuple[Context, str, str]:
         return _as_context(ctx), str(c), str(r)
     if isinstance(p, dict):
         if "question" in p and "pos_answer" in p:
+            q = question_with_context(str(p["question"]), p.get("context"))
             return (
-                [{"role": "user", "content": str(p["question"])}],
+                [{"role": "user", "content": q}],
                 _as_text(p["pos_answer"]),
                 _as_text(p["neg_answer"]),
             )
@@ -339,7 +382,7 @@ def pairwise_accuracy(
     scorer: Any,
     pairs: Sequence[Any],
     *,
-    tie_credit: float = 0.5,
+    tie_credit: float = 0.0,
     batch_size: int = 16,
     eps: float = 1e-9,
     progress: bool = False,
@@ -348,8 +391,9 @@ def pairwise_accuracy(
 
     Each pair is scored as one ``score(context, [chosen, rejected])`` call (through
     ``score_batch`` in batches of ``batch_size``, so batching scorers batch). Scores within
-    ``eps`` of each other are a tie, worth ``tie_credit`` (0.5 by default; 0 counts ties as
-    wrong, see :attr:`PairwiseResult.strict_accuracy`). A scorer with a
+    ``eps`` of each other (or both NaN) are a tie, worth ``tie_credit`` in
+    :attr:`PairwiseResult.accuracy`: 0 by default, a tie is wrong as Themis counts it (ToolComp's
+    process-supervision evaluation uses 0.5); both rules are always reported. A scorer with a
     ``prepare_pairs(pairs)`` method is given the pairs first (the tool-verification scorer
     uses it to load the tool outputs TARA recorded for services that cannot run offline).
     """
@@ -360,6 +404,7 @@ def pairwise_accuracy(
     batch_fn = getattr(scorer, "score_batch", None)
     wins = ties = losses = 0
     scores: list[tuple[float, float]] = []
+    outcomes: list[str] = []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -377,16 +422,25 @@ def pairwise_accuracy(
             scores.append((sc, sr))
             if abs(sc - sr) <= eps or (math.isnan(sc) and math.isnan(sr)):
                 ties += 1
+                outcomes.append("tie")
             elif sc > sr:
                 wins += 1
+                outcomes.append("win")
             else:
                 losses += 1
+                outcomes.append("loss")
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
     return PairwiseResult(
-        n=len(items), wins=wins, ties=ties, losses=losses, tie_credit=tie_credit, scores=scores
+        n=len(items),
+        wins=wins,
+        ties=ties,
+        losses=losses,
+        tie_credit=tie_credit,
+        scores=scores,
+        outcomes=outcomes,
     )
 
 
@@ -402,5 +456,7 @@ __all__ = [
     "pairwise_accuracy",
     "parse_actions",
     "parse_react",
+    "question_with_context",
     "render_react",
+    "split_context",
 ]

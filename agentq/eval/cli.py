@@ -112,6 +112,11 @@ def register(app: typer.Typer) -> None:
             [], "--scorer-option", help="key=value passed to the scorer."
         ),
         progress: bool = typer.Option(True, help="Show a progress bar."),
+        candidate_observation: bool = typer.Option(
+            True,
+            help="ToolComp rows: score a candidate step with its observation, as ToolComp's "
+            "judge sees it (--no-candidate-observation: the step alone, a departure).",
+        ),
     ) -> None:
         """Pairwise accuracy of a Scorer per file (TARA, pairs.jsonl, ToolComp preferred/dispreferred)."""
         from agentq.eval.toolcomp import eval_pairs_files, pairs_table
@@ -122,6 +127,7 @@ def register(app: typer.Typer) -> None:
             limit=limit,
             scorer_options=parse_env_options(scorer_option),
             progress=progress,
+            candidate_observation=candidate_observation,
         )
         typer.echo(pairs_table(res))
         if out is not None:
@@ -149,6 +155,11 @@ def register(app: typer.Typer) -> None:
         scorer_option: list[str] = typer.Option(
             [], "--scorer-option", help="key=value passed to the scorer."
         ),
+        candidate_observation: bool = typer.Option(
+            True,
+            help="Process supervision: score a candidate step with its observation, as "
+            "ToolComp's judge sees it (--no-candidate-observation: the step alone, a departure).",
+        ),
     ) -> None:
         """ToolComp-style metrics: final-answer accuracy, rank@1, pairwise accuracy, ProcessBench F1."""
         from agentq.eval.toolcomp import evaluate_file
@@ -160,6 +171,7 @@ def register(app: typer.Typer) -> None:
             threshold=threshold,
             limit=limit,
             scorer_options=parse_env_options(scorer_option),
+            candidate_observation=candidate_observation,
         )
         typer.echo(json.dumps({k: v for k, v in res.items() if k != "records"}, indent=2))
         if out is not None:

@@ -939,10 +939,18 @@ def tool_descriptions(tools: Mapping[str, Tool]) -> str:
 def rm_messages(
     question: str, answer: str, tools_text: str, system_prompt: str = RM_SYSTEM_PROMPT
 ) -> Context:
-    """The reward model's prompt messages for one (question, answer)."""
+    """The reward model's prompt messages for one (question, answer).
+
+    A question that carries a TARA ``context`` (``Context: ...\nQuestion: ...``, as Themis
+    prepends it) keeps it on the line before ``Question:``.
+    """
+    from agentq.data.tara import split_context
+
+    ctx, q = split_context(question)
+    head = f"Context: {ctx}\n" if ctx is not None else ""
     return [
         {"role": "system", "content": system_prompt.format(tools=tools_text)},
-        {"role": "user", "content": f"Question: {question}\nAnswer: {answer}"},
+        {"role": "user", "content": f"{head}Question: {q}\nAnswer: {answer}"},
     ]
 
 

@@ -147,7 +147,7 @@ def examples_from_tara(
             steps.append(_Step(s.thought, s.action, s.action_input, obs))
         return RMExample(q, a.answer, steps, a.explanation)
 
-    return [RMPair(conv(p.question, p.pos), conv(p.question, p.neg), p.id) for p in pairs]
+    return [RMPair(conv(p.prompt_text, p.pos), conv(p.prompt_text, p.neg), p.id) for p in pairs]
 
 
 _KIND_WEIGHT = {

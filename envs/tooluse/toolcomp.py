@@ -23,6 +23,7 @@ from typing import Any
 from agentq.envs.tooluse.react import format_turn, system_prompt
 
 from agentq.errors import UserInputError
+from agentq.eval.answers import parse_answer as _parse_answer
 from agentq.render import advance_context
 from agentq.types import Context
 
@@ -94,19 +95,12 @@ def _tool_list(value: Any) -> list[str]:
 
 
 def parse_answer(value: Any) -> Any:
-    """A ToolComp answer string as a value: a list/number when it is written as one, else text."""
-    if not isinstance(value, str):
-        return value
-    s = value.strip()
-    if s[:1] in "[{(" or s.replace(".", "", 1).replace("-", "", 1).isdigit():
-        try:
-            v = ast.literal_eval(s)
-            if isinstance(v, (set, tuple)):
-                v = list(v)
-            return v
-        except (ValueError, SyntaxError):
-            pass
-    return s
+    """A ToolComp answer string as a value: a (nested) list or number when written as one.
+
+    ``{...}`` (ToolComp's marker for a list in a fixed order) becomes an
+    :class:`~agentq.eval.answers.OrderedList`; see :func:`agentq.eval.answers.parse_answer`.
+    """
+    return _parse_answer(value)
 
 
 @dataclass
