@@ -155,17 +155,17 @@ class RayBackend:
     def connect(self) -> None:
         """Join the cluster at ``options.address``, or start a local instance (no address)."""
         ray = self._ray = import_ray()
-        if ray.is_initialized():
-            return
         address = self.options.address
+        if address not in (None, "auto"):
+            _check_reachable(address)
+        if ray.is_initialized():  # this process already joined a cluster (tests, notebooks)
+            return
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         try:
             if address is None:
                 ray.init(address="local", num_cpus=self.options.num_cpus, **kwargs)
                 self._started_ray = True
                 return
-            if address != "auto":
-                _check_reachable(address)
             ray.init(address=address, **kwargs)
         except UserInputError:
             raise
