@@ -116,8 +116,16 @@ def collect(
         0.0, help="Return of a simulation cut at the depth limit."
     ),
     early_stop: bool = typer.Option(False, help="Stop a task at its first full-reward leaf."),
-    concurrency: int = typer.Option(16, help="Tasks searched at once."),
+    concurrency: int = typer.Option(16, help="Tasks searched at once (over all Ray workers)."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
+    backend: str = typer.Option("local", help="local (asyncio) or ray (agentq[ray])."),
+    address: str | None = typer.Option(
+        None, help="Ray cluster: auto, ray://HOST:10001 or HOST:6379 (none: start a local one)."
+    ),
+    workers: int = typer.Option(0, help="Ray workers (0 = as many as the cluster fits)."),
+    worker_cpus: float = typer.Option(1.0, help="CPUs per Ray worker."),
+    worker_gpus: float = typer.Option(0.0, help="GPUs per Ray worker (a local model on GPU)."),
+    retries: int = typer.Option(2, help="Ray: reruns of a task whose worker process died."),
     env_option: list[str] = typer.Option([], "--env-option", help="key=value passed to the env."),
     resume: bool = typer.Option(
         False, help="Continue an existing output, skipping finished tasks."
@@ -158,16 +166,37 @@ def collect(
         )
     except ValueError as e:
         raise UserInputError(str(e)) from e
+    if cfg.rollout == "scorer" and not opts["rollout_scorer"]:
+        raise UserInputError("--rollout scorer needs --rollout-scorer SPEC")
+    models = {"policy": opts["policy"], "rollout_scorer": opts["rollout_scorer"] or None}
+    ray_opts = backend_options(opts)
+    if ray_opts is not None:  # the workers build env, policy and scorer; the driver writes
+        ray_backend = ray_collection_backend(ray_opts, opts, env_opts, cfg, models)
+        try:
+            s = run_collect(
+                None,
+                task_ids,
+                None,
+                cfg,
+                opts["out"],
+                resume=opts["resume"],
+                overwrite=opts["overwrite"],
+                concurrency=opts["concurrency"],
+                backend=ray_backend,
+                models=models,
+                progress=opts["progress"],
+            )
+        finally:
+            ray_backend.close()
+        _print_summary(s, opts["out"])
+        return
     proposer = resolve_policy(opts["policy"], seed=opts["seed"])
     scorer = resolve_scorer(opts["rollout_scorer"]) if opts["rollout_scorer"] else None
-    if cfg.rollout == "scorer" and scorer is None:
-        raise UserInputError("--rollout scorer needs --rollout-scorer SPEC")
     pool = [probe]
 
     def make_env() -> Any:
         return pool.pop() if pool else factory(**env_opts)
 
-    models = {"policy": opts["policy"], "rollout_scorer": opts["rollout_scorer"] or None}
     s = run_collect(
         make_env,
         task_ids,
@@ -181,10 +210,68 @@ def collect(
         models=models,
         progress=opts["progress"],
     )
+    _print_summary(s, opts["out"])
+
+
+def _print_summary(s: Any, out: Path) -> None:
     typer.echo(
         f"tasks {s.tasks} (skipped {s.skipped}, failed {s.failed}) | nodes {s.nodes} | "
-        f"mean best reward {s.mean_best_reward:.3f} | wall {s.wall_s:.1f}s -> {opts['out']}"
+        f"mean best reward {s.mean_best_reward:.3f} | wall {s.wall_s:.1f}s -> {out}"
     )
+
+
+def ray_options(opts: dict[str, Any]) -> Any:
+    """The ``RayOptions`` of the ``--address/--workers/--worker-cpus/--worker-gpus/--retries`` flags."""
+    from agentq.backends.ray import RayOptions, import_ray
+
+    import_ray()  # one clear line when the extra is not installed
+    return RayOptions(
+        address=opts["address"] or None,
+        workers=opts["workers"],
+        worker_cpus=opts["worker_cpus"],
+        worker_gpus=opts["worker_gpus"],
+        retries=opts["retries"],
+    )
+
+
+RAY_FLAGS = ("backend", "address", "workers", "worker_cpus", "worker_gpus", "retries")
+
+
+def backend_options(opts: dict[str, Any]) -> Any:
+    """Pop the backend flags off ``opts``: ``RayOptions`` for ``--backend ray``, else ``None``."""
+    flags = {k: opts.pop(k) for k in RAY_FLAGS}
+    if flags["backend"] == "ray":
+        return ray_options(flags)
+    if flags["backend"] != "local":
+        raise UserInputError(f"--backend must be local or ray, not {flags['backend']!r}")
+    if flags["address"]:
+        raise UserInputError("--address needs --backend ray")
+    return None
+
+
+def ray_collection_backend(
+    options: Any, opts: dict[str, Any], env_opts: dict[str, Any], cfg: Any, models: dict[str, Any]
+) -> Any:
+    """A started ``RayBackend`` for ``agentq collect`` (workers build env, policy and scorer)."""
+    import agentq.envs as envs
+    from agentq.backends.ray import RayBackend
+    from agentq.collect import CollectWork
+    from agentq.specs import resolve_policy, resolve_scorer
+
+    work = CollectWork(
+        env_factory=functools.partial(envs.make, opts["env"], **env_opts),
+        proposer_factory=functools.partial(resolve_policy, opts["policy"], seed=opts["seed"]),
+        config=cfg,
+        rollout_scorer_factory=(
+            functools.partial(resolve_scorer, opts["rollout_scorer"])
+            if opts["rollout_scorer"]
+            else None
+        ),
+        models=models,
+    )
+    backend = RayBackend(work, options, concurrency=opts["concurrency"])
+    backend.start()  # a bad address or model spec fails here, before anything is written
+    return backend
 
 
 @app.command()

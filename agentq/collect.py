@@ -84,6 +84,88 @@ class EnvPool:
         self._free.append(env)
 
 
+async def collect_task(
+    env: Any,
+    task_id: str,
+    proposer: Any,
+    config: MCTSConfig,
+    *,
+    rollout_scorer: Any = None,
+    stats: MCTSStats | None = None,
+) -> TaskTree:
+    """One task's MCTS tree; a task that fails becomes a ``status="failed"`` tree with the reason.
+
+    The one per-task function of every backend (the asyncio one here, Ray's workers).
+    """
+    try:
+        return await run_mcts(
+            env, task_id, proposer, config, rollout_scorer=rollout_scorer, stats=stats
+        )
+    except Exception as e:  # one task's failure is recorded, the run goes on
+        return failed_tree(
+            task_id, f"{type(e).__name__}: {e}", config, env=getattr(env, "name", "")
+        )
+
+
+def failed_tree(task_id: str, reason: str, config: MCTSConfig, *, env: str = "") -> TaskTree:
+    """The record of a task that produced no tree."""
+    return TaskTree(
+        task_id=task_id,
+        context=[],
+        nodes=[],
+        env=env,
+        status="failed",
+        error=reason,
+        config=config.to_dict(),
+    )
+
+
+@dataclass
+class CollectWork:
+    """Collection as a remote backend's worker runs it (:class:`agentq.backends.ray.RemoteWork`).
+
+    Holds picklable builders, not built objects: ``setup`` builds the proposer and the rollout
+    scorer once per worker process (a local model is loaded once per worker), and environments
+    are pooled per worker as in :func:`acollect`.
+    """
+
+    env_factory: Callable[[], Any]
+    proposer_factory: Callable[[], Any]
+    config: MCTSConfig
+    rollout_scorer_factory: Callable[[], Any] | None = None
+    models: dict[str, Any] | None = None
+
+    def setup(self) -> None:
+        """Build the proposer, the rollout scorer and the environment pool (once per worker)."""
+        self._proposer = self.proposer_factory()
+        self._scorer = self.rollout_scorer_factory() if self.rollout_scorer_factory else None
+        self._pool = EnvPool(self.env_factory)
+        self._stats = MCTSStats()
+
+    async def run(self, task_id: str) -> dict[str, Any]:
+        """Search one task; its tree as a trees.jsonl record."""
+        env = await self._pool.acquire()
+        try:
+            tree = await collect_task(
+                env,
+                task_id,
+                self._proposer,
+                self.config,
+                rollout_scorer=self._scorer,
+                stats=self._stats,
+            )
+        finally:
+            self._pool.release(env)
+        tree.models = dict(self.models or {})
+        return tree.to_dict()
+
+    def failed(self, task_id: str, reason: str) -> dict[str, Any]:
+        """The failed-task record of a task whose worker kept dying."""
+        tree = failed_tree(task_id, reason, self.config)
+        tree.models = dict(self.models or {})
+        return tree.to_dict()
+
+
 async def acollect(
     env_factory: Callable[[], Any],
     task_ids: Sequence[str],
@@ -118,18 +200,8 @@ async def acollect(
     async def work(tid: str) -> TaskTree:
         env = await pool.acquire()
         try:
-            tree = await run_mcts(
+            tree = await collect_task(
                 env, tid, proposer, config, rollout_scorer=rollout_scorer, stats=summary.stats
-            )
-        except Exception as e:  # one task's failure is recorded, the run goes on
-            tree = TaskTree(
-                task_id=tid,
-                context=[],
-                nodes=[],
-                env=getattr(env, "name", ""),
-                status="failed",
-                error=f"{type(e).__name__}: {e}",
-                config=config.to_dict(),
             )
         finally:
             pool.release(env)

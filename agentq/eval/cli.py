@@ -68,15 +68,25 @@ def register(app: typer.Typer) -> None:
         ),
         view: bool = typer.Option(True, help="Also write trajectories.html."),
         progress: bool = typer.Option(True, help="Show progress bars."),
+        backend: str = typer.Option("local", help="local (asyncio) or ray (agentq[ray])."),
+        address: str | None = typer.Option(
+            None, help="Ray cluster: auto, ray://HOST:10001 or HOST:6379 (none: a local one)."
+        ),
+        workers: int = typer.Option(0, help="Ray workers (0 = as many as the cluster fits)."),
+        worker_cpus: float = typer.Option(1.0, help="CPUs per Ray worker."),
+        worker_gpus: float = typer.Option(0.0, help="GPUs per Ray worker (a local model on GPU)."),
+        retries: int = typer.Option(2, help="Ray: reruns of an episode whose worker died."),
         config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
     ) -> None:
         """Compare action-selection methods on one environment split (success rate with 95% CIs)."""
         opts = apply_config(
             ctx, config, {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
         )
+        from agentq.cli import backend_options
         from agentq.eval.runner import run_evaluation
 
-        rep = run_evaluation(**opts)
+        ray = backend_options(opts)  # pops the backend flags off opts
+        rep = run_evaluation(**opts, ray=ray)
         typer.echo(rep["table"])
         typer.echo(
             f"report -> {opts['out']}/report.md, report.json, success.png, trajectories.jsonl"

@@ -322,13 +322,15 @@ async def arun_eval(
     seed: int = 0,
     concurrency: int = 1,
     progress: bool = True,
+    backend: Any = None,
 ) -> EvalResult:
     """Run every method on every task; append each trajectory to ``out_dir/trajectories.jsonl``.
 
     ``scorers`` maps each best-of-n method's SCORER spec to a built Scorer. With ``resume`` the
     (method, task) pairs already in the file are kept and skipped. Methods run one after the
     other (one progress bar each); within a method up to ``concurrency`` tasks run at once,
-    each on its own environment instance.
+    each on its own environment instance. ``backend`` (an ``agentq.backends.ray.RayBackend``
+    over an ``EpisodeWork``) runs the episodes on its workers instead; this process writes.
     """
     scorers = scorers or {}
     for m in methods:
@@ -370,6 +372,7 @@ async def arun_eval(
                 seed=seed,
                 concurrency=concurrency,
                 bar=_bar(m.name, len(task_ids), len(task_ids) - len(todo), progress),
+                backend=backend,
             )
             result.trajectories[m.name] = [trajs[t] for t in task_ids]
     finally:
@@ -394,9 +397,19 @@ async def _run_method(
     seed: int,
     concurrency: int,
     bar: Any,
+    backend: Any = None,
 ) -> None:
     sem = asyncio.Semaphore(max(1, concurrency))
     successes = [sum(tr.success for tr in trajs.values())]
+
+    def record(tid: str, tr: Trajectory) -> None:
+        trajs[tid] = tr
+        if writer is not None:
+            writer.write({"method": m.name, "n": m.n, "scorer": m.scorer, **tr.to_dict()})
+        successes[0] += tr.success
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"success {successes[0]}/{len(trajs)}", refresh=True)
 
     async def one(tid: str) -> None:
         async with sem:
@@ -418,16 +431,14 @@ async def _run_method(
                 )
             finally:
                 envs.append(env)
-            trajs[tid] = tr
-            if writer is not None:
-                writer.write({"method": m.name, "n": m.n, "scorer": m.scorer, **tr.to_dict()})
-            successes[0] += tr.success
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"success {successes[0]}/{len(trajs)}", refresh=True)
+            record(tid, tr)
 
     try:
-        await asyncio.gather(*(one(t) for t in todo))
+        if backend is not None:  # episodes on remote workers, results written here
+            items = [{"method": m.to_dict(), "task_id": t} for t in todo]
+            await backend.map(items, lambda it, d: record(it["task_id"], Trajectory.from_dict(d)))
+        else:
+            await asyncio.gather(*(one(t) for t in todo))
     finally:
         if bar is not None:
             bar.close()
@@ -479,12 +490,14 @@ def run_evaluation(
     command: str | None = None,
     extra_config: dict[str, Any] | None = None,
     proposers: tuple[Any, Any] | None = None,
+    ray: Any = None,
 ) -> dict[str, Any]:
     """What ``agentq eval`` does: build everything from specs, run, write the report directory.
 
     ``tasks`` is a count (first K of the split, 0 = all) or an explicit list of task ids.
-    ``proposers`` (sampling, greedy) skips building the policy from ``policy``. Returns the
-    report dict with the markdown table under ``"table"``.
+    ``proposers`` (sampling, greedy) skips building the policy from ``policy``. ``ray`` (an
+    ``agentq.backends.ray.RayOptions``) runs the episodes on Ray workers, each building the
+    policy and scorers once. Returns the report dict with the markdown table under ``"table"``.
     """
     import agentq.envs as envs
     from agentq.cli import parse_env_options
@@ -545,6 +558,24 @@ def run_evaluation(
             raise UserInputError(
                 f"cannot resume {out}: it was run with different {', '.join(diff)}"
             )
+    remote = None
+    if ray is not None:  # started before anything is written: a bad address writes nothing
+        from agentq.eval.remote_work import start_ray_eval
+
+        remote = start_ray_eval(
+            ray,
+            env=env,
+            env_options=env_opts,
+            policy=policy,
+            seed=seed,
+            temperature=temperature,
+            policy_options=parse_env_options(list(policy_option)),
+            scorer_specs=scorer_specs,
+            scorer_options=parse_env_options(list(scorer_option)),
+            max_steps=steps,
+            concurrency=concurrency,
+        )
+        proposers = (None, None)
     out.mkdir(parents=True, exist_ok=True)
     run_path.write_text(json.dumps(key, indent=2) + "\n")
     if proposers is None:
@@ -555,28 +586,40 @@ def run_evaluation(
             options=parse_env_options(list(policy_option)),
         )
     sampler, greedy = proposers
-    scorer_objs = build_scorers(
-        scorer_specs, env=env, env_options=env_opts, options=parse_env_options(list(scorer_option))
+    scorer_objs = (
+        build_scorers(
+            scorer_specs,
+            env=env,
+            env_options=env_opts,
+            options=parse_env_options(list(scorer_option)),
+        )
+        if remote is None
+        else dict.fromkeys(scorer_specs)
     )
     pool = [probe]
 
     def make_env() -> Any:
         return pool.pop() if pool else factory(**env_opts)
 
-    result = run_eval(
-        make_env,
-        task_ids,
-        method_list,
-        sampler,
-        greedy_proposer=greedy,
-        scorers=scorer_objs,
-        out_dir=out,
-        resume=resume,
-        max_steps=steps,
-        seed=seed,
-        concurrency=concurrency,
-        progress=progress,
-    )
+    try:
+        result = run_eval(
+            make_env,
+            task_ids,
+            method_list,
+            sampler,
+            greedy_proposer=greedy,
+            scorers=scorer_objs,
+            out_dir=out,
+            resume=resume,
+            max_steps=steps,
+            seed=seed,
+            concurrency=concurrency,
+            progress=progress,
+            backend=remote,
+        )
+    finally:
+        if remote is not None:
+            remote.close()
     rep = write_report(out, result, config, command=command)
     if view:
         from agentq.eval.view import write_html
