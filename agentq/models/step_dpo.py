@@ -195,7 +195,9 @@ def make_trainer(model: Any, args: Any, train_dataset: Any, callbacks: list[Any]
         def compute_loss(  # type: ignore[override]
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kw: Any
         ) -> Any:
-            loss, stats = group_dpo_loss(model, inputs["groups"], float(self.args.beta))
+            loss, stats = group_dpo_loss(
+                model, inputs["groups"], float(getattr(self.args, "beta", 0.1))
+            )
             for k, v in stats.items():
                 self._metric_sums[k] = self._metric_sums.get(k, 0.0) + v
             self._metric_n += 1
