@@ -24,6 +24,7 @@ Public names: :func:`to_openai_messages` (the one LangChain -> OpenAI message co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -31,24 +32,30 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
+from langchain_core.callbacks import CallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
+    AnyMessage,
     BaseMessage,
     HumanMessage,
     SystemMessage,
     ToolMessage,
     convert_to_messages,
+    messages_from_dict,
+    messages_to_dict,
 )
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
+from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, MessagesState, StateGraph
-from typing_extensions import NotRequired
+from langgraph.managed import RemainingSteps
+from typing_extensions import NotRequired, TypedDict
 
 from agentq.errors import ProposerError, ScorerError
 from agentq.policies import merge_candidates
@@ -56,6 +63,14 @@ from agentq.protocols import FREE_TEXT
 from agentq.render import TOOL_CALL_PREFIX, observation_message, render_action, render_tool_call
 from agentq.search.best_of_n import pick
 from agentq.types import Candidate, Context, Message, Step, StepResult, Trajectory
+
+try:  # the config keys LangGraph runs a node's tasks with (checked: langgraph 1.0-1.2)
+    from langgraph._internal._constants import CONFIG_KEY_CALL as _CONFIG_KEY_CALL
+    from langgraph._internal._constants import (
+        CONFIG_KEY_CHECKPOINTER as _CONFIG_KEY_CHECKPOINTER,
+    )
+except ImportError:  # pragma: no cover - other langgraph layouts
+    _CONFIG_KEY_CALL, _CONFIG_KEY_CHECKPOINTER = "__pregel_call", "__pregel_checkpointer"
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +169,10 @@ def _check_scores(scores: Any, k: int) -> list[float]:
     out = [float(s) for s in scores]
     if len(out) != k:
         raise ScorerError(f"scorer returned {len(out)} scores for {k} candidates")
-    if any(math.isnan(s) for s in out):
-        raise ScorerError("scorer returned NaN")
+    bad = [s for s in out if not math.isfinite(s)]
+    if bad:
+        # NaN and +-inf alike: a score must be a finite number (metadata is plain JSON)
+        raise ScorerError(f"scorer returned a non-finite score ({bad[0]})")
     return out
 
 
@@ -342,6 +359,59 @@ def _gather_errors(results: Sequence[Any], n: int) -> tuple[list[AIMessage], str
     return samples, warning
 
 
+class Samples(NamedTuple):
+    """What :func:`sample_sync` / :func:`asample` drew.
+
+    ``sampling`` says how: ``"n"`` (one call with the provider's ``n``), ``"concurrent"``
+    (``n`` calls of one sample each) or ``"n+concurrent"`` (the model returned fewer than ``n``
+    samples for ``n``, and the rest came from concurrent calls).
+    """
+
+    samples: list[AIMessage]
+    warning: str | None
+    sampling: str
+
+
+def _join(*warnings: str | None) -> str | None:
+    parts = [w for w in warnings if w]
+    return "; ".join(parts) if parts else None
+
+
+@contextlib.contextmanager
+def _scope(cfg: RunnableConfig) -> Iterator[None]:
+    """Make ``cfg`` the ambient runnable config (so merged configs cannot bring back the
+    callbacks that ``hide_candidates`` removed)."""
+    token = var_child_runnable_config.set(cfg)
+    try:
+        yield
+    finally:
+        var_child_runnable_config.reset(token)
+
+
+def _n_call_kwargs(kwargs: dict[str, Any], n: int) -> dict[str, Any]:
+    # ``stream=False``: LangChain routes ``generate`` to ``_stream`` (ONE sample) whenever a
+    # streaming callback handler is attached (stream_mode="messages", astream_events); an
+    # explicit stream=False is the one opt-out both its v1 and v2 streaming paths honour.
+    return {**kwargs, "n": n, "stream": False}
+
+
+def _single(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
+    """``model`` drawing one sample per call (``n=1`` bound when the chat model has ``n``)."""
+    chat, kwargs = _unwrap(model)
+    if chat is not None and supports_n(chat):
+        return chat.bind(**{**kwargs, "n": 1})
+    return model
+
+
+def _short_warning(got: int, n: int) -> str:
+    msg = (
+        f"the model returned {got} of {n} samples for n={n} (it ignores n); "
+        f"drew the other {n - got} with concurrent calls"
+    )
+    logger.warning(msg)
+    return msg
+
+
 def sample_sync(
     model: Runnable[Any, Any],
     messages: Sequence[BaseMessage],
@@ -350,27 +420,38 @@ def sample_sync(
     *,
     sampling: Sampling = "auto",
     hide_candidates: bool = False,
-) -> tuple[list[AIMessage], str | None]:
-    """Sample ``n`` candidate messages with streaming suppressed: (samples, warning or None).
+) -> Samples:
+    """Sample ``n`` candidate messages, kept out of every stream: a :class:`Samples`.
 
     One call with the provider's ``n`` when the model has that setting (``sampling="auto"`` or
-    ``"n"``), else ``n`` concurrent calls (``model.batch``; ``max_concurrency`` from the config).
-    Failed samples are dropped with a warning; when all fail the first error is raised.
+    ``"n"``; sent with ``stream=False`` so a streaming callback cannot turn it into one
+    sample), else ``n`` concurrent calls (``model.batch``; ``max_concurrency`` from the
+    config). When an ``n`` call returns fewer than ``n`` samples (a server that ignores ``n``)
+    the rest come from concurrent calls and the :class:`Samples` say so. Failed samples are
+    dropped with a warning; when all fail the first error is raised.
     """
     cfg = candidate_config(config, hide_candidates)
-    if _use_n(model, sampling):
+    msgs = list(messages)
+    with _scope(cfg):
+        if not _use_n(model, sampling):
+            results = model.batch([msgs] * n, cfg, return_exceptions=True)
+            return Samples(*_gather_errors(results, n), "concurrent")
         chat, kwargs = _unwrap(model)
         assert chat is not None
         result = chat.generate(
-            [list(messages)],
+            [msgs],
             callbacks=cfg.get("callbacks"),
             tags=cfg.get("tags"),
             metadata=cfg.get("metadata"),
-            **{**kwargs, "n": n},
+            **_n_call_kwargs(kwargs, n),
         )
-        return _gather_errors([getattr(g, "message", g) for g in result.generations[0]], n)
-    results = model.batch([list(messages)] * n, cfg, return_exceptions=True)
-    return _gather_errors(results, n)
+        got = [_as_ai(getattr(g, "message", g)) for g in result.generations[0]][:n]
+        if len(got) >= n:
+            return Samples(got, None, "n")
+        short = _short_warning(len(got), n)
+        more = _single(model).batch([msgs] * (n - len(got)), cfg, return_exceptions=True)
+    samples, warn = _gather_errors([*got, *more], n)
+    return Samples(samples, _join(short, warn), "n+concurrent")
 
 
 async def asample(
@@ -381,37 +462,111 @@ async def asample(
     *,
     sampling: Sampling = "auto",
     hide_candidates: bool = False,
-) -> tuple[list[AIMessage], str | None]:
+) -> Samples:
     """Async twin of :func:`sample_sync` (``agenerate`` with ``n``, or ``model.abatch``)."""
     cfg = candidate_config(config, hide_candidates)
-    if _use_n(model, sampling):
+    msgs = list(messages)
+    with _scope(cfg):
+        if not _use_n(model, sampling):
+            results = await model.abatch([msgs] * n, cfg, return_exceptions=True)
+            return Samples(*_gather_errors(results, n), "concurrent")
         chat, kwargs = _unwrap(model)
         assert chat is not None
         result = await chat.agenerate(
-            [list(messages)],
+            [msgs],
             callbacks=cfg.get("callbacks"),
             tags=cfg.get("tags"),
             metadata=cfg.get("metadata"),
-            **{**kwargs, "n": n},
+            **_n_call_kwargs(kwargs, n),
         )
-        return _gather_errors([getattr(g, "message", g) for g in result.generations[0]], n)
-    results = await model.abatch([list(messages)] * n, cfg, return_exceptions=True)
-    return _gather_errors(results, n)
+        got = [_as_ai(getattr(g, "message", g)) for g in result.generations[0]][:n]
+        if len(got) >= n:
+            return Samples(got, None, "n")
+        short = _short_warning(len(got), n)
+        more = await _single(model).abatch([msgs] * (n - len(got)), cfg, return_exceptions=True)
+    samples, warn = _gather_errors([*got, *more], n)
+    return Samples(samples, _join(short, warn), "n+concurrent")
 
 
 # --------------------------------------------------------------------------------------------
 # The node
 # --------------------------------------------------------------------------------------------
-def _state_messages(state: Any, key: str) -> list[BaseMessage]:
+MORE_STEPS_TEXT = "Sorry, need more steps to process this request."
+"""The reply that replaces a tool-calling winner when ``remaining_steps`` has run out
+(LangGraph's ``create_react_agent`` wording)."""
+
+CANDIDATES_TASK = "agentq_candidates"
+"""Name of the LangGraph task the node draws its candidates in (under a checkpointer), so that
+a resume after an interrupt (in the scorer, say) reuses the same candidates."""
+
+
+def _get(state: Any, key: str, default: Any = None) -> Any:
     if isinstance(state, dict):
-        msgs = state.get(key)
-    elif isinstance(state, list):
-        msgs = state
-    else:
-        msgs = getattr(state, key, None)
+        return state.get(key, default)
+    return getattr(state, key, default)
+
+
+def _state_messages(state: Any, key: str) -> list[BaseMessage]:
+    msgs = state if isinstance(state, list) else _get(state, key)
     if msgs is None:
         raise ValueError(f"no {key!r} in the state given to the selection node")
     return list(convert_to_messages(msgs))
+
+
+def _with_messages(state: Any, key: str, msgs: list[BaseMessage]) -> Any:
+    if isinstance(state, dict):
+        return {**state, key: msgs}
+    if isinstance(state, list):
+        return {key: msgs}
+    if hasattr(state, "model_copy"):
+        return state.model_copy(update={key: msgs})
+    return state
+
+
+def _prompt_output(out: Any) -> list[BaseMessage]:
+    if hasattr(out, "to_messages"):  # a PromptValue (ChatPromptTemplate's output)
+        return list(out.to_messages())
+    if isinstance(out, dict) and "messages" in out:
+        out = out["messages"]
+    if isinstance(out, (str, BaseMessage)):
+        out = [out]
+    return list(convert_to_messages(out))
+
+
+PromptLike = str | SystemMessage | Callable[[Any], Any] | Runnable[Any, Any] | None
+
+
+def check_prompt(prompt: Any) -> Any:
+    """Validate a prompt argument (``create_react_agent``'s kinds); a str becomes a
+    ``SystemMessage``. Raises ``TypeError`` for anything else."""
+    if prompt is None or isinstance(prompt, (SystemMessage, Runnable)) or callable(prompt):
+        return prompt
+    if isinstance(prompt, str):
+        return SystemMessage(content=prompt)
+    raise TypeError(
+        "prompt must be a str, a SystemMessage, a callable or a Runnable taking the state, "
+        f"not {type(prompt).__name__}"
+    )
+
+
+def _in_graph(config: RunnableConfig | None) -> bool:
+    """True when running as a node of a LangGraph graph with a checkpointer (so a task's
+    result survives an interrupt)."""
+    conf = (config or {}).get("configurable") or {}
+    return conf.get(_CONFIG_KEY_CALL) is not None and conf.get(_CONFIG_KEY_CHECKPOINTER) is not None
+
+
+def _pack(s: Samples) -> dict[str, Any]:
+    return {
+        "samples": messages_to_dict(s.samples),
+        "warning": s.warning,
+        "sampling": s.sampling,
+    }
+
+
+def _unpack(d: dict[str, Any]) -> Samples:
+    msgs = [_as_ai(m) for m in messages_from_dict(d["samples"])]
+    return Samples(msgs, d.get("warning"), str(d.get("sampling", "")))
 
 
 class QValueSelectionNode(Runnable[Any, dict[str, Any]]):
@@ -424,16 +579,28 @@ class QValueSelectionNode(Runnable[Any, dict[str, Any]]):
     :func:`to_openai_messages` gives, and returns ``{"messages": [winner]}`` (plus
     ``{state_key: metadata}`` when ``state_key`` is set). ``n=1`` is a plain model call.
 
+    Under a checkpointer the candidates are drawn in a LangGraph task
+    (:data:`CANDIDATES_TASK`), so an ``interrupt()`` raised later in the node (by the scorer:
+    a human approving candidates) resumes with the very candidates the human saw.
+
     Args:
         model: the agent's chat model (a ``Runnable`` taking messages and returning an AIMessage).
         scorer: any agentq Scorer (``score``/``ascore``).
         n: candidates per step.
-        prompt: optional system prompt put before the state's messages (not stored in state).
+        prompt: put before the model input (not stored in state): a str or ``SystemMessage``,
+            or a callable / Runnable that takes the state and returns the model input
+            (``create_react_agent``'s meaning).
         on_error: ``"raise"`` or ``"fallback"`` (first sample wins, warning in the metadata).
         sampling: ``"auto"``, ``"n"`` (provider's n) or ``"concurrent"``.
         hide_candidates: run samples with no callbacks at all (not even tracing).
         messages_key: the state key of the message list.
         state_key: also write the metadata to this state key (it must be in the schema).
+        name: the node's name.
+        agent_name: set as the winner's ``name`` (``create_react_agent``'s ``name``).
+        llm_input_key: when the state has this key (a ``pre_model_hook``'s
+            ``llm_input_messages``), the model sees it instead of ``messages_key``.
+        return_direct: names of tools that end the run; with ``remaining_steps`` (in the
+            state) below 2, a tool-calling winner is replaced by :data:`MORE_STEPS_TEXT`.
     """
 
     def __init__(
@@ -442,13 +609,16 @@ class QValueSelectionNode(Runnable[Any, dict[str, Any]]):
         scorer: Any,
         n: int = 5,
         *,
-        prompt: str | SystemMessage | None = None,
+        prompt: PromptLike = None,
         on_error: OnError = "raise",
         sampling: Sampling = "auto",
         hide_candidates: bool = False,
         messages_key: str = "messages",
         state_key: str | None = None,
         name: str | None = None,
+        agent_name: str | None = None,
+        llm_input_key: str | None = None,
+        return_direct: Sequence[str] = (),
     ) -> None:
         if n < 1:
             raise ValueError("n must be at least 1")
@@ -456,64 +626,171 @@ class QValueSelectionNode(Runnable[Any, dict[str, Any]]):
             raise ValueError("on_error must be 'raise' or 'fallback'")
         if sampling not in ("auto", "n", "concurrent"):
             raise ValueError("sampling must be 'auto', 'n' or 'concurrent'")
+        if sampling == "n" and _unwrap(model)[0] is None:
+            raise ValueError("sampling='n' needs a chat model (or one bound with bind_tools)")
         self.model = model
         self.scorer = scorer
         self.n = n
-        self.prompt = SystemMessage(content=prompt) if isinstance(prompt, str) else prompt
+        self.prompt = check_prompt(prompt)
         self.on_error: OnError = on_error
         self.sampling: Sampling = sampling
         self.hide_candidates = hide_candidates
         self.messages_key = messages_key
         self.state_key = state_key
         self.name = name or "QValueSelectionNode"
+        self.agent_name = agent_name
+        self.llm_input_key = llm_input_key
+        self.return_direct = frozenset(return_direct)
+        self.n_ignored = False
+        """Set once the model answered an ``n`` call with one sample: later steps go straight
+        to concurrent calls."""
 
-    def _inputs(self, state: Any) -> list[BaseMessage]:
+    # -- inputs ----------------------------------------------------------------------------
+    def _history(self, state: Any) -> tuple[Any, list[BaseMessage]]:
+        if self.llm_input_key is not None and not isinstance(state, list):
+            hooked = _get(state, self.llm_input_key)
+            if hooked:
+                msgs = list(convert_to_messages(hooked))
+                return _with_messages(state, self.messages_key, msgs), msgs
         msgs = _state_messages(state, self.messages_key)
-        return [self.prompt, *msgs] if self.prompt is not None else msgs
+        return state, msgs
 
-    def _update(self, message: AIMessage, meta: dict[str, Any] | None) -> dict[str, Any]:
-        out: dict[str, Any] = {self.messages_key: [message]}
+    def _inputs(self, state: Any, config: RunnableConfig | None) -> list[BaseMessage]:
+        state, msgs = self._history(state)
+        p = self.prompt
+        if p is None:
+            return msgs
+        if isinstance(p, SystemMessage):
+            return [p, *msgs]
+        view = _with_messages(state, self.messages_key, msgs)
+        if isinstance(p, Runnable):
+            return _prompt_output(p.invoke(view, config))
+        return _prompt_output(p(view))
+
+    async def _ainputs(self, state: Any, config: RunnableConfig | None) -> list[BaseMessage]:
+        p = self.prompt
+        if not isinstance(p, Runnable) and not asyncio.iscoroutinefunction(p):
+            return self._inputs(state, config)
+        state, msgs = self._history(state)
+        view = _with_messages(state, self.messages_key, msgs)
+        if isinstance(p, Runnable):
+            return _prompt_output(await p.ainvoke(view, config))
+        return _prompt_output(await p(view))
+
+    # -- output ----------------------------------------------------------------------------
+    def _finish_message(self, state: Any, message: AIMessage) -> AIMessage:
+        if self.agent_name is not None:
+            message = message.model_copy(update={"name": self.agent_name})
+        remaining = None if isinstance(state, list) else _get(state, "remaining_steps")
+        if remaining is not None and message.tool_calls:
+            direct = all(c["name"] in self.return_direct for c in message.tool_calls)
+            if (remaining < 1 and direct) or remaining < 2:
+                message = AIMessage(
+                    id=message.id,
+                    content=MORE_STEPS_TEXT,
+                    name=message.name,
+                    response_metadata=message.response_metadata,
+                )
+        return message
+
+    def _update(
+        self, state: Any, message: AIMessage, meta: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {self.messages_key: [self._finish_message(state, message)]}
         if self.state_key is not None and meta is not None:
             out[self.state_key] = meta
         return out
 
+    def _how(self) -> Sampling:
+        return "concurrent" if self.n_ignored and self.sampling == "auto" else self.sampling
+
+    def _note(self, s: Samples) -> Samples:
+        if s.sampling == "n+concurrent" and self.sampling == "auto":
+            self.n_ignored = True
+        elif self.n_ignored and s.sampling == "concurrent" and self.sampling == "auto":
+            note = "the model ignores n; sampled with concurrent calls"
+            s = Samples(s.samples, _join(note, s.warning), s.sampling)
+        return s
+
+    def _meta(self, meta: dict[str, Any], s: Samples) -> dict[str, Any]:
+        meta["sampling"] = s.sampling
+        return _merge_warning(meta, s.warning)
+
+    # -- sampling, durable under a checkpointer ---------------------------------------------
+    def _task_config(self, config: RunnableConfig) -> RunnableConfig:
+        cfg: dict[str, Any] = dict(config)
+        if self.hide_candidates:
+            cfg["callbacks"] = CallbackManager(handlers=[])  # the task run is hidden too
+        return cfg  # type: ignore[return-value]
+
+    def _sample(self, msgs: list[BaseMessage], config: RunnableConfig) -> Samples:
+        how = self._how()
+        if not _in_graph(config):
+            return sample_sync(
+                self.model, msgs, self.n, config, sampling=how, hide_candidates=self.hide_candidates
+            )
+
+        def agentq_candidates(k: int) -> dict[str, Any]:
+            return _pack(
+                sample_sync(
+                    self.model, msgs, k, ensure_config(), sampling=how,
+                    hide_candidates=self.hide_candidates,
+                )
+            )  # fmt: skip
+
+        from langgraph.pregel._call import call
+
+        with _scope(self._task_config(config)):
+            fut = call(agentq_candidates, self.n)
+        return _unpack(fut.result())
+
+    async def _asample(self, msgs: list[BaseMessage], config: RunnableConfig) -> Samples:
+        how = self._how()
+        if not _in_graph(config):
+            return await asample(
+                self.model, msgs, self.n, config, sampling=how, hide_candidates=self.hide_candidates
+            )
+
+        async def agentq_candidates(k: int) -> dict[str, Any]:
+            return _pack(
+                await asample(
+                    self.model, msgs, k, ensure_config(), sampling=how,
+                    hide_candidates=self.hide_candidates,
+                )
+            )  # fmt: skip
+
+        from langgraph.pregel._call import call
+
+        with _scope(self._task_config(config)):
+            fut: Any = call(agentq_candidates, self.n)  # type: ignore[arg-type]
+        return _unpack(await fut)
+
+    # -- the Runnable ----------------------------------------------------------------------
     def invoke(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         """Select the next message for state ``input`` (sync)."""
-        msgs = self._inputs(input)
+        config = ensure_config(config)
+        msgs = self._inputs(input, config)
         if self.n == 1:
-            return self._update(_as_ai(self.model.invoke(msgs, config)), None)
-        samples, warn = sample_sync(
-            self.model,
-            msgs,
-            self.n,
-            config,
-            sampling=self.sampling,
-            hide_candidates=self.hide_candidates,
-        )
-        i, meta = select_sync(samples, to_openai_messages(msgs), self.scorer, self.on_error)
-        meta = _merge_warning(meta, warn)
-        return self._update(with_selection(samples[i], meta), meta)
+            return self._update(input, _as_ai(self.model.invoke(msgs, config)), None)
+        s = self._note(self._sample(msgs, config))
+        i, meta = select_sync(s.samples, to_openai_messages(msgs), self.scorer, self.on_error)
+        meta = self._meta(meta, s)
+        return self._update(input, with_selection(s.samples[i], meta), meta)
 
     async def ainvoke(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         """Select the next message for state ``input`` (async)."""
-        msgs = self._inputs(input)
+        config = ensure_config(config)
+        msgs = await self._ainputs(input, config)
         if self.n == 1:
-            return self._update(_as_ai(await self.model.ainvoke(msgs, config)), None)
-        samples, warn = await asample(
-            self.model,
-            msgs,
-            self.n,
-            config,
-            sampling=self.sampling,
-            hide_candidates=self.hide_candidates,
-        )
-        i, meta = await aselect(samples, to_openai_messages(msgs), self.scorer, self.on_error)
-        meta = _merge_warning(meta, warn)
-        return self._update(with_selection(samples[i], meta), meta)
+            return self._update(input, _as_ai(await self.model.ainvoke(msgs, config)), None)
+        s = self._note(await self._asample(msgs, config))
+        i, meta = await aselect(s.samples, to_openai_messages(msgs), self.scorer, self.on_error)
+        meta = self._meta(meta, s)
+        return self._update(input, with_selection(s.samples[i], meta), meta)
 
 
 def _merge_warning(meta: dict[str, Any], warn: str | None) -> dict[str, Any]:
@@ -536,68 +813,198 @@ def create_selection_node(
 # The prebuilt agent
 # --------------------------------------------------------------------------------------------
 class QAgentState(MessagesState):
-    """State of :func:`create_q_agent`: the messages and the latest selection's metadata."""
+    """State of :func:`create_q_agent`: the messages, LangGraph's managed ``remaining_steps``
+    (steps left before the recursion limit) and the latest selection's metadata."""
 
+    remaining_steps: NotRequired[RemainingSteps]
     agentq_selection: NotRequired[dict[str, Any]]
 
 
-def _tools_condition(messages_key: str) -> Callable[[Any], str]:
-    def route(state: Any) -> str:
-        msgs = state.get(messages_key) if isinstance(state, dict) else getattr(state, messages_key)
-        last = msgs[-1] if msgs else None
-        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+class QAgentStateWithStructuredResponse(QAgentState):
+    """:class:`QAgentState` plus ``structured_response`` (with ``response_format``)."""
 
-    return route
+    structured_response: NotRequired[Any]
+
+
+def _schema_keys(schema: Any) -> set[str]:
+    keys: set[str] = set()
+    for klass in getattr(schema, "__mro__", (schema,)):
+        keys |= set(getattr(klass, "__annotations__", {}) or {})
+    keys |= set(getattr(schema, "model_fields", {}) or {})
+    return keys
+
+
+def _resolve_model(spec: str) -> BaseChatModel:
+    """A chat model for a string: ``openai:URL#model`` (an OpenAI-compatible server, through
+    langchain-openai's ``ChatOpenAI``), ``provider:model`` (LangChain's ``init_chat_model``),
+    else a local MODEL spec (``smollm2``, a directory, a hub id) for ``LocalChatModel``."""
+    import os
+
+    if spec.startswith(("openai:http://", "openai:https://")):
+        from agentq.integrations.openai_compat import parse_openai_spec
+
+        url, served = parse_openai_spec(spec[len("openai:") :])
+        if not served:
+            raise ValueError(f"name the served model in {spec!r}: openai:URL#model")
+        try:
+            from langchain_openai import ChatOpenAI
+        except ImportError as e:  # pragma: no cover - dev extra installs it
+            raise ImportError(
+                "an openai:URL#model string needs langchain-openai (pip install langchain-openai)"
+            ) from e
+        key = os.environ.get("AGENTQ_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        return ChatOpenAI(base_url=url, model=served, api_key=key)  # type: ignore[arg-type]
+    if ":" in spec and not os.path.exists(spec):
+        from langchain.chat_models import init_chat_model
+
+        return init_chat_model(spec)  # type: ignore[return-value]
+    from agentq.integrations.chat_model import LocalChatModel
+
+    return LocalChatModel(model=spec)
+
+
+def _bound_tool_names(model: Any) -> set[str] | None:
+    """Names of the tools already bound to ``model`` (None when none are bound)."""
+    while isinstance(model, RunnableBinding):
+        if "tools" in model.kwargs:
+            names = set()
+            for t in model.kwargs["tools"] or []:
+                if isinstance(t, dict):
+                    name = (t.get("function") or {}).get("name") or t.get("name")
+                    if name:
+                        names.add(str(name))
+            return names
+        model = model.bound
+    return None
+
+
+def _structured_model(model: Runnable[Any, Any], schema: Any) -> Runnable[Any, Any]:
+    chat, _ = _unwrap(model)
+    if chat is None:
+        raise ValueError(
+            "response_format needs a chat model (or one bound with bind_tools) to ask for "
+            f"structured output; got {type(model).__name__}"
+        )
+    try:
+        return chat.with_structured_output(schema)
+    except (NotImplementedError, ValueError, AttributeError, TypeError) as e:
+        raise ValueError(
+            f"response_format cannot work with {type(chat).__name__}: it has no structured "
+            f"output ({type(e).__name__}: {e})"
+        ) from e
 
 
 def create_q_agent(
     model: BaseChatModel | Runnable[Any, Any] | str,
-    tools: Sequence[BaseTool | Callable[..., Any]] | Any,
+    tools: Sequence[BaseTool | Callable[..., Any] | dict[str, Any]] | Any,
     scorer: Any,
     n: int = 5,
     *,
-    prompt: str | SystemMessage | None = None,
-    tool_choice: Any = None,
+    prompt: PromptLike = None,
+    response_format: Any = None,
+    pre_model_hook: Any = None,
+    post_model_hook: Any = None,
+    state_schema: type[Any] | None = None,
+    context_schema: type[Any] | None = None,
     checkpointer: Any = None,
     store: Any = None,
     interrupt_before: list[str] | None = None,
     interrupt_after: list[str] | None = None,
-    state_schema: type[Any] | None = None,
+    debug: bool = False,
+    version: Literal["v1", "v2"] = "v2",
+    name: str | None = None,
+    tool_choice: Any = None,
     on_error: OnError = "raise",
     sampling: Sampling = "auto",
     hide_candidates: bool = False,
-    name: str | None = None,
-    debug: bool = False,
 ) -> Any:
     """A ReAct agent graph whose model node is the Q-value selection node; compiled.
 
-    Shaped like LangGraph's prebuilt factories: nodes ``"agent"`` (the
-    :class:`QValueSelectionNode`) and ``"tools"`` (a ``ToolNode``), the usual conditional edge
-    (tools when the last message has tool calls, else the end), and ``checkpointer``,
-    ``store``, ``interrupt_before``/``interrupt_after``, ``name``, ``debug`` passed to
-    ``compile``. ``model`` is a chat model (bound here with ``bind_tools(tools, tool_choice=...)``),
-    an already bound runnable, or a local MODEL spec string (``"smollm2"``, a directory) for
-    :class:`~agentq.integrations.chat_model.LocalChatModel`. ``tools`` may also be an
-    :class:`EnvTools`. The state (default :class:`QAgentState`) gets the latest selection
-    metadata under ``"agentq_selection"``.
+    It takes the arguments of LangGraph's ``create_react_agent`` with the same meaning, plus
+    the selection's (``scorer``, ``n``, ``tool_choice``, ``on_error``, ``sampling``,
+    ``hide_candidates``); docs/langgraph.md has the parity table. Nodes: ``"agent"`` (the
+    :class:`QValueSelectionNode`), ``"tools"`` (a ``ToolNode``), and ``"pre_model_hook"``,
+    ``"post_model_hook"``, ``"generate_structured_response"`` when asked for.
+
+    Args:
+        model: a chat model (bound here with ``bind_tools(tools, tool_choice=...)`` unless its
+            tools are bound already), a bound runnable, or a string: ``"provider:model"``
+            (``init_chat_model``), ``"openai:URL#model"`` (an OpenAI-compatible server through
+            ``ChatOpenAI``) or a local MODEL spec (``"smollm2"``, a directory) for
+            :class:`~agentq.integrations.chat_model.LocalChatModel`. A callable choosing the
+            model at run time is not supported (``TypeError``).
+        tools: tools, functions, provider tool dicts (bound, not executed), a ``ToolNode``
+            (its settings such as ``handle_tool_errors`` kept) or an :class:`EnvTools`.
+        prompt: a str or ``SystemMessage`` put first, or a callable / Runnable from the state
+            to the model input.
+        response_format: a schema (or ``(system prompt, schema)``): once the agent stops
+            calling tools, one more model call with ``with_structured_output`` fills
+            ``structured_response``. A model without structured output is a ``ValueError``
+            here.
+        pre_model_hook / post_model_hook: nodes run before / after the agent node; a
+            pre-hook's ``llm_input_messages`` become the model input without being stored.
+        state_schema: must have ``messages`` (and ``structured_response`` with a
+            ``response_format``); default :class:`QAgentState`. ``remaining_steps`` and
+            ``agentq_selection`` are used when present.
+        context_schema: the graph's runtime context schema.
+        version: ``"v2"`` (default, as in LangGraph): each tool call of the winning turn is
+            its own task (``Send``), so an ``interrupt()`` in one call does not re-run the
+            others on resume; ``"v1"``: one ``ToolNode`` task runs all calls.
+        checkpointer, store, interrupt_before, interrupt_after, debug, name: passed to
+            ``compile`` (``name`` also names the winner message, as LangGraph does).
     """
     from langgraph.prebuilt import ToolNode
+    from langgraph.prebuilt.tool_node import ToolCallWithContext
+    from langgraph.types import Send
 
+    if version not in ("v1", "v2"):
+        raise ValueError(f"version must be 'v1' or 'v2', not {version!r}")
+    if not isinstance(model, (str, Runnable)) and callable(model):
+        raise TypeError(
+            "create_q_agent takes one model: a callable that picks the model at run time "
+            "(create_react_agent's dynamic model) is not supported"
+        )
+    prompt = check_prompt(prompt)
     if isinstance(tools, EnvTools):
         tools = tools.tools
-    tool_list = list(tools or [])
+    builtin: list[dict[str, Any]] = []
+    if isinstance(tools, ToolNode):
+        tool_node: Any = tools
+        tool_list: list[Any] = list(tools.tools_by_name.values())
+    else:
+        builtin = [t for t in tools or [] if isinstance(t, dict)]
+        tool_list = [t for t in tools or [] if not isinstance(t, dict)]
+        tool_node = ToolNode(tool_list) if tool_list else None
+        tool_list = list(tool_node.tools_by_name.values()) if tool_node else []
     if isinstance(model, str):
-        from agentq.integrations.chat_model import LocalChatModel
-
-        model = LocalChatModel(model=model)
-    bound: Runnable[Any, Any] = model  # type: ignore[assignment]
-    if tool_list and isinstance(model, BaseChatModel):
+        model = _resolve_model(model)
+    bound: Runnable[Any, Any] = model
+    already = _bound_tool_names(model)
+    if already is not None:
+        missing = {t.name for t in tool_list} - already
+        if missing:
+            raise ValueError(
+                f"the model is bound to tools without {sorted(missing)}: bind all the agent's "
+                "tools, or pass an unbound model"
+            )
+    elif (tool_list or builtin) and isinstance(model, BaseChatModel):
         kw = {"tool_choice": tool_choice} if tool_choice is not None else {}
-        bound = model.bind_tools(tool_list, **kw)
-    schema = state_schema or QAgentState
-    has_key = SELECTION_KEY in getattr(schema, "__annotations__", {}) or any(
-        SELECTION_KEY in getattr(b, "__annotations__", {}) for b in getattr(schema, "__mro__", ())
+        bound = model.bind_tools([*tool_list, *builtin], **kw)
+    schema = state_schema or (
+        QAgentStateWithStructuredResponse if response_format is not None else QAgentState
     )
+    keys = _schema_keys(schema)
+    needed = {"messages"} | ({"structured_response"} if response_format is not None else set())
+    if needed - keys:
+        raise ValueError(f"state_schema lacks the key(s) {sorted(needed - keys)}")
+    structured: Runnable[Any, Any] | None = None
+    structured_prompt: SystemMessage | None = None
+    if response_format is not None:
+        fmt = response_format
+        if isinstance(fmt, tuple):
+            structured_prompt, fmt = SystemMessage(content=fmt[0]), fmt[1]
+        structured = _structured_model(bound, fmt)
+    direct = [t.name for t in tool_list if getattr(t, "return_direct", False)]
     node = QValueSelectionNode(
         bound,
         scorer,
@@ -606,17 +1013,117 @@ def create_q_agent(
         on_error=on_error,
         sampling=sampling,
         hide_candidates=hide_candidates,
-        state_key=SELECTION_KEY if has_key else None,
+        state_key=SELECTION_KEY if SELECTION_KEY in keys else None,
+        agent_name=name,
+        llm_input_key="llm_input_messages" if pre_model_hook is not None else None,
+        return_direct=direct,
     )
-    graph = StateGraph(schema)
-    graph.add_node("agent", node)
-    graph.add_edge(START, "agent")
-    if tool_list:
-        graph.add_node("tools", ToolNode(tool_list))
-        graph.add_conditional_edges("agent", _tools_condition("messages"), ["tools", END])
-        graph.add_edge("tools", "agent")
+
+    graph = StateGraph(schema, context_schema=context_schema)
+    if pre_model_hook is not None:
+        fields = {**_annotations(schema), "llm_input_messages": list[AnyMessage]}
+        make_typed_dict: Any = TypedDict
+        input_schema = make_typed_dict("QAgentModelInput", fields, total=False)
+        graph.add_node("agent", node, input_schema=input_schema)
+        graph.add_node("pre_model_hook", pre_model_hook)
+        graph.add_edge("pre_model_hook", "agent")
+        entry = "pre_model_hook"
     else:
-        graph.add_edge("agent", END)
+        graph.add_node("agent", node)
+        entry = "agent"
+    graph.add_edge(START, entry)
+    after_loop = END
+    if structured is not None:
+
+        def generate_structured_response(state: Any, config: RunnableConfig) -> dict[str, Any]:
+            msgs = _state_messages(state, "messages")
+            if structured_prompt is not None:
+                msgs = [structured_prompt, *msgs]
+            return {"structured_response": structured.invoke(msgs, config)}
+
+        async def agenerate_structured_response(
+            state: Any, config: RunnableConfig
+        ) -> dict[str, Any]:
+            msgs = _state_messages(state, "messages")
+            if structured_prompt is not None:
+                msgs = [structured_prompt, *msgs]
+            return {"structured_response": await structured.ainvoke(msgs, config)}
+
+        from langgraph._internal._runnable import RunnableCallable
+
+        graph.add_node(
+            "generate_structured_response",
+            RunnableCallable(generate_structured_response, agenerate_structured_response),
+        )
+        graph.add_edge("generate_structured_response", END)
+        after_loop = "generate_structured_response"
+
+    def tool_sends(state: Any, calls: Sequence[Any]) -> Any:
+        if version == "v1":
+            return "tools"
+        return [
+            Send(
+                "tools",
+                ToolCallWithContext(
+                    __type="tool_call_with_context",
+                    tool_call=call,  # type: ignore[typeddict-item]
+                    state=state,
+                ),
+            )
+            for call in calls
+        ]
+
+    def after_agent(state: Any) -> Any:
+        msgs = _get(state, "messages") or []
+        last = msgs[-1] if msgs else None
+        if post_model_hook is not None:
+            return "post_model_hook"
+        if tool_node is None or not (isinstance(last, AIMessage) and last.tool_calls):
+            return after_loop
+        return tool_sends(state, last.tool_calls)
+
+    if post_model_hook is not None:
+        graph.add_node("post_model_hook", post_model_hook)
+        graph.add_edge("agent", "post_model_hook")
+
+        def after_post_hook(state: Any) -> Any:
+            msgs = list(_get(state, "messages") or [])
+            done = {m.tool_call_id for m in msgs if isinstance(m, ToolMessage)}
+            last_ai = next((m for m in reversed(msgs) if isinstance(m, AIMessage)), None)
+            pending = [
+                c for c in (last_ai.tool_calls if last_ai else []) if c.get("id") not in done
+            ]
+            if pending and tool_node is not None:
+                return tool_sends(state, pending)
+            if msgs and isinstance(msgs[-1], ToolMessage):
+                return entry
+            return after_loop
+
+        paths = [entry, after_loop] + (["tools"] if tool_node is not None else [])
+        graph.add_conditional_edges("post_model_hook", after_post_hook, paths)
+    else:
+        paths = [after_loop] + (["tools"] if tool_node is not None else [])
+        graph.add_conditional_edges("agent", after_agent, paths)
+    if tool_node is not None:
+        graph.add_node("tools", tool_node)
+        if direct:
+
+            def after_tools(state: Any) -> str:
+                msgs = list(_get(state, "messages") or [])
+                for m in reversed(msgs):
+                    if not isinstance(m, ToolMessage):
+                        if isinstance(m, AIMessage) and any(
+                            c["name"] in direct for c in m.tool_calls
+                        ):
+                            return END
+                        break
+                    if m.name in direct:
+                        return END
+                return entry
+
+            graph.add_conditional_edges("tools", after_tools, [entry, END])
+        else:
+            graph.add_edge("tools", entry)
     return graph.compile(
         checkpointer=checkpointer,
         store=store,
@@ -625,6 +1132,18 @@ def create_q_agent(
         debug=debug,
         name=name or "q_agent",
     )
+
+
+def _annotations(schema: Any) -> dict[str, Any]:
+    from typing import get_type_hints
+
+    try:
+        hints = get_type_hints(schema, include_extras=True)
+    except Exception:  # noqa: BLE001 - fall back to the raw annotations
+        hints = {}
+        for klass in reversed(getattr(schema, "__mro__", (schema,))):
+            hints.update(getattr(klass, "__annotations__", {}) or {})
+    return hints
 
 
 # --------------------------------------------------------------------------------------------
