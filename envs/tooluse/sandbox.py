@@ -6,7 +6,7 @@ The default isolation, ``"bwrap"``, starts the program with `bubblewrap
 
 1. New PID, mount, network, IPC, UTS (and cgroup) namespaces. The program sees its own
    ``/proc`` (only its own processes: nothing of the parent's), a minimal ``/dev`` (null, zero,
-   random, urandom, tty ...), no network at all (only a loopback interface that is down), and a
+   random, urandom, tty ...), no network at all (only a loopback interface of its own), and a
    file system made of read-only binds of ``/usr`` and the Python installation, nothing else:
    no ``/etc``, no ``/home``, no ``/root``, no ``/work``.
 2. The only writable path is ``/scratch``, a fresh tmpfs of at most ``max_disk_mb`` (total
