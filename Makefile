@@ -12,6 +12,9 @@ export HF_HUB_OFFLINE ?= 1
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; }; } || \
+		echo "warning: bubblewrap (bwrap) is missing: the tooluse python sandbox will refuse to run (apt-get install bubblewrap)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)

@@ -183,77 +183,7 @@ def test_python_output_truncated() -> None:
     assert len(out) < 700
 
 
-def test_sandbox_infinite_loop() -> None:
-    py = PythonInterpreter(timeout_s=2)
-    out = py.run({"code": "while True:\n    pass"})
-    assert "timed out after 2 s" in out
-
-
-def test_sandbox_memory_bomb() -> None:
-    py = PythonInterpreter(timeout_s=10, memory_mb=512)
-    out = py.run({"code": "x = bytearray(10 * 1024 ** 3)\nprint(len(x))"})
-    assert "MemoryError" in out and "512 MB" in out
-
-
-def test_sandbox_no_network() -> None:
-    py = PythonInterpreter(timeout_s=10)
-    out = py.run({"code": "import socket\ns = socket.socket()\ns.connect(('127.0.0.1', 80))"})
-    assert "sandbox: network access is not allowed" in out
-    out = py.run({"code": "import urllib.request\nurllib.request.urlopen('http://example.com')"})
-    assert "network access is not allowed" in out
-
-
-def test_sandbox_no_writes_outside(tmp_path: Path) -> None:
-    target = tmp_path / "escaped.txt"
-    py = PythonInterpreter(timeout_s=10)
-    out = py.run({"code": f"open({str(target)!r}, 'w').write('x')"})
-    assert "writing outside the working directory" in out
-    out = py.run({"code": f"import os\nos.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)"})
-    assert "writing outside the working directory" in out
-    keep = tmp_path / "keep.txt"
-    keep.write_text("safe")
-    out = py.run({"code": f"import os\nos.remove({str(keep)!r})"})
-    assert "outside the working directory" in out
-    out = py.run(
-        {"code": f"import os\nos.symlink({str(target)!r}, 'link')\nopen('link', 'w').write('x')"}
-    )
-    assert "outside the working directory" in out
-    # patching the modules the check might rely on does not help
-    out = py.run(
-        {
-            "code": "import os, sys, builtins\n"
-            "os.path.realpath = lambda p: os.getcwd() + '/x'\n"
-            "builtins.isinstance = lambda *a: True\n"
-            "sys.modules['__main__'].SCRATCH = '/'\n"
-            f"open({str(target)!r}, 'w').write('x')"
-        }
-    )
-    assert "writing outside the working directory" in out
-    out = py.run(
-        {
-            "code": f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\nos.unlink('keep.txt', dir_fd=fd)"
-        }
-    )
-    assert "outside the working directory" in out
-    assert "not allowed" in py.run({"code": "import gc\ngc.get_objects()"})
-    assert not target.exists() and keep.read_text() == "safe"
-    # inside the scratch directory, files and folders work as usual
-    out = py.run(
-        {
-            "code": "import os, shutil, tempfile\nos.makedirs('a/b')\nopen('a/b/f', 'w').write('1')\n"
-            "shutil.rmtree('a')\nwith tempfile.NamedTemporaryFile('w') as f:\n    f.write('x')\nprint('fine')"
-        }
-    )
-    assert out.strip() == "fine"
-
-
-def test_sandbox_fork_loop_and_processes() -> None:
-    py = PythonInterpreter(timeout_s=5)
-    out = py.run({"code": "import os\nwhile True:\n    os.fork()"})
-    assert "sandbox: starting processes (fork) is not allowed" in out
-    assert "not allowed" in py.run({"code": "import subprocess\nsubprocess.run(['true'])"})
-    assert "not allowed" in py.run({"code": "import os\nos.system('true')"})
-    assert "not allowed" in py.run({"code": "import ctypes\nctypes.CDLL(None).fork()"})
+# the sandbox's attack regression suite is tests/test_sandbox.py
 
 
 # -- run_tool_call and the LangChain wrapper ------------------------------------------------
@@ -648,5 +578,5 @@ def test_no_scratch_left_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     out = PythonInterpreter(timeout_s=5).run(
         {"code": "import os\nopen('f.txt', 'w').write('x')\nprint(os.getcwd())"}
     )
-    assert out.strip().startswith(str(tmp_path))
-    assert os.listdir(tmp_path) == []
+    assert out.strip() == "/scratch"  # a tmpfs inside the sandbox
+    assert os.listdir(tmp_path) == []  # the runner directory (program, output) is removed

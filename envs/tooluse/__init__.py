@@ -15,7 +15,7 @@ from agentq.envs.tooluse.react import (
     parse_turn,
     system_prompt,
 )
-from agentq.envs.tooluse.sandbox import SandboxResult, run_python
+from agentq.envs.tooluse.sandbox import SandboxResult, SandboxUnavailableError, run_python
 from agentq.envs.tooluse.toolcomp import (
     ProcessSupervisionExample,
     ToolCompStep,
@@ -50,6 +50,7 @@ __all__ = [
     "PythonInterpreter",
     "RandomToolPolicy",
     "SandboxResult",
+    "SandboxUnavailableError",
     "StockTool",
     "Tool",
     "ToolCompStep",

@@ -42,7 +42,8 @@ class ToolUseEnv:
     Options: ``tasks_path`` (a ToolComp final-answer file or an agentq ``tasks.jsonl``),
     ``data_dir`` (tables and corpus for the tools), ``tools`` (names to offer, or ready
     :class:`Tool` objects), ``max_steps`` (the step limit; the plan counts as a step),
-    ``python_timeout_s``, ``seed`` (accepted for the registry; the environment has no
+    ``python_timeout_s``, ``python_isolation`` (the python sandbox: ``bwrap``, or the weaker
+    ``process`` by name), ``seed`` (accepted for the registry; the environment has no
     randomness).
     """
 
@@ -56,6 +57,7 @@ class ToolUseEnv:
         max_steps: int = 12,
         python_timeout_s: float = 10.0,
         seed: int = 0,
+        python_isolation: str = "bwrap",
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
@@ -64,7 +66,10 @@ class ToolUseEnv:
         else:
             try:
                 self.tools = default_tools(
-                    data_dir, include=tools, python_timeout_s=python_timeout_s
+                    data_dir,
+                    include=tools,
+                    python_timeout_s=python_timeout_s,
+                    python_isolation=python_isolation,
                 )
             except (ValueError, OSError) as e:
                 raise UserInputError(f"cannot build the tools: {e}") from e

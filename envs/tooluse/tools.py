@@ -384,7 +384,9 @@ class Calculator(Tool):
 # python_interpreter
 # --------------------------------------------------------------------------------------------
 class PythonInterpreter(Tool):
-    """Runs Python code in a sandboxed subprocess (time, memory, no network, scratch cwd)."""
+    """Runs Python code in the bubblewrap sandbox of :mod:`.sandbox` (namespaces, limits, a
+    tmpfs scratch directory). ``isolation="process"`` opts in to the weaker in-process mode;
+    without bubblewrap the constructor raises :class:`~.sandbox.SandboxUnavailableError`."""
 
     name = "python_interpreter"
     description = (
@@ -406,12 +408,19 @@ class PythonInterpreter(Tool):
         max_output_chars: int = 4000,
         max_processes: int = 16,
         max_file_mb: int = 16,
+        isolation: str = "bwrap",
+        max_disk_mb: int = 64,
     ) -> None:
+        from agentq.envs.tooluse.sandbox import check_isolation
+
+        check_isolation(isolation)  # no bubblewrap: one clear error now, not at the first call
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.max_output_chars = max_output_chars
         self.max_processes = max_processes
         self.max_file_mb = max_file_mb
+        self.isolation = isolation
+        self.max_disk_mb = max_disk_mb
 
     def _call(self, code: str) -> str:  # type: ignore[override]
         from agentq.envs.tooluse.sandbox import run_python
@@ -423,6 +432,8 @@ class PythonInterpreter(Tool):
             max_output_chars=self.max_output_chars,
             max_processes=self.max_processes,
             max_file_mb=self.max_file_mb,
+            isolation=self.isolation,
+            max_disk_mb=self.max_disk_mb,
         )
         return result.observation
 
@@ -731,11 +742,13 @@ def default_tools(
     python_timeout_s: float = 10.0,
     python_memory_mb: int = 1024,
     max_output_chars: int = 4000,
+    python_isolation: str = "bwrap",
 ) -> dict[str, Tool]:
     """The standard tool set, by name, over the shipped data (or the files in ``data_dir``).
 
     ``data_dir`` may hold ``wiki.jsonl``, ``weather.json`` and ``stocks.json``; ``include``
-    restricts the set to some of :data:`TOOL_NAMES`.
+    restricts the set to some of :data:`TOOL_NAMES`; ``python_isolation`` is the sandbox of
+    ``python_interpreter`` (``bwrap``, or the weaker ``process`` by name).
     """
     base = Path(data_dir) if data_dir is not None else DATA_DIR
     wanted = list(include) if include is not None else list(TOOL_NAMES)
@@ -748,6 +761,7 @@ def default_tools(
             timeout_s=python_timeout_s,
             memory_mb=python_memory_mb,
             max_output_chars=max_output_chars,
+            isolation=python_isolation,
         ),
         "calendar": CalendarTool,
         "wiki_search": lambda: WikiSearch(base / "wiki.jsonl"),
