@@ -81,12 +81,16 @@ def test_not_root_no_capabilities(hook: bool) -> None:
     assert "setuid PermissionError" in out
 
 
+TESTS_DIR = Path(__file__).resolve().parent
+"""This checkout's tests: outside the interpreter's paths, so never visible in the sandbox."""
+
+
 @pytest.mark.parametrize("hook", LAYERS)
 def test_root_filesystem_is_read_only_and_minimal(hook: bool, host_target: Path) -> None:
     out = run(
         f"""
         import os
-        for p in ('/etc/shadow', '/etc/passwd', '/root/.ssh', '/home', '/work/main'):
+        for p in ('/etc/shadow', '/etc/passwd', '/root/.ssh', '/home', {str(TESTS_DIR)!r}):
             print(p, os.path.exists(p))
         for p in ({str(host_target)!r}, '/usr/agentq-x', '/sandbox/x'):
             try:

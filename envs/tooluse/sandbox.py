@@ -57,6 +57,7 @@ import sysconfig
 import tempfile
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from agentq.errors import UserInputError
 
@@ -672,7 +673,7 @@ def run_python(
             f.write(code)
         with open(boot_path, "w", encoding="utf-8") as f:
             f.write(f"MEMORY_MB = {int(memory_mb)}\n" + _BOOTSTRAP)
-        cfg = {
+        cfg: dict[str, Any] = {
             "memory": int(memory_mb) * 1024 * 1024,
             "cpu_s": int(timeout_s) + 1,
             "fsize": int(max_file_mb) * 1024 * 1024,
@@ -692,7 +693,8 @@ def run_python(
                 pass_fds = (seccomp_r,)
             cfg.update(scratch=SCRATCH, code="/sandbox/code.py", strict=True)
             cfg.update(uid=ids[0] if ids else None, gid=ids[1] if ids else None)
-            info_r, info_w = os.pipe()
+            info_r_fd, info_w = os.pipe()
+            info_r = info_r_fd
             pass_fds += (info_w,)
             argv = bwrap_argv(
                 runner, privileged=privileged, max_disk_mb=max_disk_mb, seccomp_fd=seccomp_r
@@ -736,9 +738,9 @@ def run_python(
                 info_r = None
         return _result(out_path, proc.returncode, timed_out, timeout_s, max_output_chars)
     finally:
-        for fd in (seccomp_r, info_r):
-            if fd is not None:
-                os.close(fd)
+        for leftover in (seccomp_r, info_r):
+            if leftover is not None:
+                os.close(leftover)
         shutil.rmtree(runner, ignore_errors=True)
 
 
