@@ -57,6 +57,7 @@ import sysconfig
 import tempfile
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from agentq.errors import UserInputError
 
@@ -446,8 +447,7 @@ def seccomp_filter() -> bytes | None:
         _bpf(jset, 0, 1, _CLONE_NEWUSER),
         _bpf(ret, 0, 0, _RET_EPERM),
     ]
-    # the number is still in A unless we came through the clone branch (which returned or
-    # falls to ALLOW below via the jset's false edge); reload it for the list
+    # both edges (not clone; clone without CLONE_NEWUSER) land here: reload the number
     tail = [_bpf(ld, 0, 0, 0)]
     for i, nr in enumerate(refused):
         left = len(refused) - i - 1  # comparisons after this one
@@ -672,7 +672,7 @@ def run_python(
             f.write(code)
         with open(boot_path, "w", encoding="utf-8") as f:
             f.write(f"MEMORY_MB = {int(memory_mb)}\n" + _BOOTSTRAP)
-        cfg = {
+        cfg: dict[str, Any] = {
             "memory": int(memory_mb) * 1024 * 1024,
             "cpu_s": int(timeout_s) + 1,
             "fsize": int(max_file_mb) * 1024 * 1024,
@@ -726,7 +726,7 @@ def run_python(
             )
             for fd in pass_fds:
                 os.close(fd)
-            seccomp_r = None
+            seccomp_r = None  # closed above (it was in pass_fds)
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -736,9 +736,9 @@ def run_python(
                 info_r = None
         return _result(out_path, proc.returncode, timed_out, timeout_s, max_output_chars)
     finally:
-        for fd in (seccomp_r, info_r):
-            if fd is not None:
-                os.close(fd)
+        for left in (seccomp_r, info_r):
+            if left is not None:
+                os.close(left)
         shutil.rmtree(runner, ignore_errors=True)
 
 
