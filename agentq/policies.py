@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from agentq.errors import ProposerError
 from agentq.protocols import FREE_TEXT, BaseProposer, BaseScorer
+from agentq.seeding import task_rng
 from agentq.types import Candidate, Context
 
 
@@ -15,13 +16,21 @@ class RandomProposer(BaseProposer):
     """Uniform over the environment's ``valid_actions()`` (the ``random`` MODEL spec).
 
     A free-text argument (``search[...]``) is filled with one to three random words of the
-    last message, so the baseline can act in open-ended steps too.
+    last message, so the baseline can act in open-ended steps too. Inside a task scope
+    (:func:`agentq.seeding.task_scope`, entered by MCTS) the draws come from that task's own
+    generator, so trees do not depend on concurrency, splits or resumes; outside one, from a
+    generator seeded by ``seed``.
     """
 
     spec = "random"
 
     def __init__(self, seed: int = 0) -> None:
-        self._rng = random.Random(seed)
+        self.seed = seed
+        self._fallback = random.Random(seed)
+
+    @property
+    def _rng(self) -> random.Random:
+        return task_rng(f"policy:random:{self.seed}", self._fallback)
 
     def propose(
         self, context: Context, n: int, *, valid_actions: Sequence[str] | None = None
@@ -52,12 +61,18 @@ class RandomProposer(BaseProposer):
 
 
 class RandomScorer(BaseScorer):
-    """Uniform random scores (the ``random`` SCORER spec: the sampling baseline)."""
+    """Uniform random scores (the ``random`` SCORER spec: the sampling baseline); per-task
+    generators inside a task scope, like :class:`RandomProposer`."""
 
     spec = "random"
 
     def __init__(self, seed: int = 0) -> None:
-        self._rng = random.Random(seed)
+        self.seed = seed
+        self._fallback = random.Random(seed)
+
+    @property
+    def _rng(self) -> random.Random:
+        return task_rng(f"scorer:random:{self.seed}", self._fallback)
 
     def score(self, context: Context, actions: Sequence[str]) -> list[float]:
         """One uniform draw per action."""

@@ -121,11 +121,48 @@ class TreeNode:
     stepped: bool = False
     """Whether the environment has executed ``action`` yet (children are stepped lazily)."""
     info: dict[str, Any] = field(default_factory=dict)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    """Every draw of a terminal node stepped more than once (a stochastic outcome): distinct
+    ``{"observation", "reward", "done", "count"}`` records, the first draw first. Empty for a
+    node stepped once; then ``observation``/``reward``/``done`` are its only draw. Either way
+    ``observation``, ``reward`` and ``done`` are the first draw's, together."""
 
     @property
     def q(self) -> float:
         """Mean return of the simulations through this node (0 when unvisited)."""
         return self.value_sum / self.visits if self.visits else 0.0
+
+    @property
+    def mean_reward(self) -> float:
+        """Mean immediate reward over the node's draws (``reward`` when drawn once)."""
+        if not self.outcomes:
+            return self.reward
+        total = sum(o["count"] for o in self.outcomes)
+        return sum(o["reward"] * o["count"] for o in self.outcomes) / total
+
+    @property
+    def max_reward(self) -> float:
+        """Highest immediate reward among the node's draws."""
+        return max((o["reward"] for o in self.outcomes), default=self.reward)
+
+    def add_outcome(self, observation: str | None, reward: float, done: bool) -> None:
+        """Count one more draw of this node's step (the first draw is recorded on demand)."""
+        if not self.outcomes:
+            self.outcomes.append(
+                {
+                    "observation": self.observation,
+                    "reward": self.reward,
+                    "done": self.done,
+                    "count": 1,
+                }
+            )
+        for o in self.outcomes:
+            if (o["observation"], o["reward"], o["done"]) == (observation, reward, done):
+                o["count"] += 1
+                return
+        self.outcomes.append(
+            {"observation": observation, "reward": reward, "done": done, "count": 1}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form used in trees.jsonl."""
@@ -144,6 +181,7 @@ class TreeNode:
             "q": self.q,
             "children": list(self.children),
             "info": self.info,
+            **({"outcomes": [dict(o) for o in self.outcomes]} if self.outcomes else {}),
         }
 
     @classmethod
@@ -165,6 +203,7 @@ class TreeNode:
             children=list(d.get("children", [])),
             stepped=d.get("observation") is not None,
             info=d.get("info", {}),
+            outcomes=[dict(o) for o in d.get("outcomes", [])],
         )
 
 
@@ -203,11 +242,13 @@ class TaskTree:
 
     @property
     def best_reward(self) -> float:
-        """Highest total return of any terminal node reached (0 when none)."""
+        """Highest total return any simulation reached at a terminal node (0 when none);
+        for a stochastic terminal node its best draw counts."""
         best = 0.0
         for n in self.nodes:
-            if n.done:
-                best = max(best, sum(p.reward for p in self.path(n)))
+            if n.done or any(o["done"] for o in n.outcomes):
+                path = self.path(n)
+                best = max(best, sum(p.reward for p in path[:-1]) + n.max_reward)
         return best
 
     def to_dict(self) -> dict[str, Any]:

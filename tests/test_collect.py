@@ -163,3 +163,36 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     out.write_text("")
     r = run_cli("collect", "--out", str(out))
     assert r.exit_code == 2 and "--resume" in r.stderr
+
+
+def test_random_policy_trees_are_identical_whatever_concurrency_split_or_resume(tmp_path):
+    from agentq.policies import RandomProposer
+
+    ids = ToyEnv().tasks("train")[:12]
+    cfg = MCTSConfig(iterations=12, n=3, rollout="policy", seed=7)
+
+    def trees(path: Path) -> dict[str, list[dict]]:
+        return {t.task_id: [n.to_dict() for n in t.nodes] for t in read_trees(path)}
+
+    runs = {}
+    for name, conc in (("c1", 1), ("c1-again", 1), ("c6", 6)):
+        collect(
+            ToyEnv, ids, RandomProposer(seed=7), cfg, tmp_path / f"{name}.jsonl", concurrency=conc
+        )
+        runs[name] = trees(tmp_path / f"{name}.jsonl")
+    split = tmp_path / "split.jsonl"
+    collect(ToyEnv, ids[5:9], RandomProposer(seed=7), cfg, split, concurrency=3)
+    collect(ToyEnv, ids, RandomProposer(seed=7), cfg, split, resume=True, concurrency=4)
+    runs["split+resume"] = trees(split)
+    assert set(runs["c1"]) == set(ids)
+    for name, got in runs.items():
+        assert got == runs["c1"], name
+    # and the seed matters
+    collect(
+        ToyEnv,
+        ids[:3],
+        RandomProposer(seed=8),
+        MCTSConfig(**{**cfg.to_dict(), "seed": 8}),
+        tmp_path / "s8.jsonl",
+    )
+    assert trees(tmp_path / "s8.jsonl") != {k: runs["c1"][k] for k in ids[:3]}

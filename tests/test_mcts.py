@@ -165,3 +165,53 @@ def test_scorer_rollout_uses_scorer_values():
     assert len(kids) == 3 and all(k.visits == 1 for k in kids)
     for k in kids:
         assert k.q == pytest.approx(q_star[k.action])
+
+
+def test_stochastic_outcomes_keep_observation_reward_and_done_together():
+    from agentq.policies import RandomProposer
+
+    env = ToyEnv(variant="stochastic")
+    cfg = MCTSConfig(iterations=60, n=3, rollout="random", seed=5)
+    redrawn = 0
+    for tid in env.tasks("train")[:8]:
+        tree = asyncio.run(run_mcts(env, tid, RandomProposer(seed=5), cfg))
+        for node in tree.nodes:
+            draws = node.outcomes or (
+                [{"observation": node.observation, "reward": node.reward, "done": node.done}]
+                if node.stepped and node.id
+                else []
+            )
+            assert not node.outcomes or node.outcomes[0]["observation"] == node.observation
+            assert not node.outcomes or node.outcomes[0]["reward"] == node.reward
+            for d in draws:  # each record is one draw: its text says what its reward says
+                if "You win!" in (d["observation"] or ""):
+                    assert d["reward"] == 1.0
+                if "You lose." in (d["observation"] or ""):
+                    assert d["reward"] == 0.0
+            if node.outcomes:
+                redrawn += 1
+                assert sum(o["count"] for o in node.outcomes) == node.visits
+                # a terminal node's Q is the mean of the rewards it actually drew
+                assert node.q == pytest.approx(node.mean_reward)
+        wins = [n for n in tree.nodes if n.done and n.max_reward == 1.0]
+        assert tree.best_reward == (1.0 if wins else 0.0)
+    assert redrawn > 0  # the test saw revisited stochastic leaves
+
+
+def test_best_leaf_uses_the_mean_of_a_stochastic_leaf():
+    from agentq.data.pairs import best_leaf
+    from agentq.types import TaskTree, TreeNode
+
+    root = TreeNode(id=0, parent=None, action=None, depth=0, stepped=True, children=[1, 2])
+    lucky = TreeNode(id=1, parent=0, action="a", depth=1, observation="lose", done=True)
+    lucky.stepped, lucky.visits = True, 5
+    for obs, r in (("lose", 0.0), ("lose", 0.0), ("lose", 0.0), ("win", 1.0)):
+        lucky.add_outcome(obs, r, True)
+    steady = TreeNode(id=2, parent=0, action="b", depth=1, observation="half", reward=0.5)
+    steady.done, steady.stepped, steady.visits = True, True, 1
+    tree = TaskTree(task_id="t", context=[], nodes=[root, lucky, steady])
+    assert lucky.mean_reward == pytest.approx(0.2) and lucky.reward == 0.0
+    assert best_leaf(tree).id == 2  # 0.5 expected beats one lucky draw
+    assert tree.best_reward == 1.0  # but the best return any simulation reached is 1
+    again = TaskTree.from_dict(tree.to_dict())
+    assert again.nodes[1].outcomes == lucky.outcomes

@@ -50,12 +50,19 @@ def _pair(tree: TaskTree, parent: TreeNode, w: TreeNode, lo: TreeNode) -> dict[s
 def best_leaf(tree: TaskTree) -> TreeNode:
     """The end of the best trajectory: the terminal node with the highest return.
 
-    Ties go to the more visited node, then the earlier one. Without any terminal node the
-    path follows the most visited child from the root.
+    A terminal node drawn several times (a stochastic outcome, see ``TreeNode.outcomes``)
+    counts with its mean reward, not with whichever draw came last. Ties go to the more
+    visited node, then the earlier one. Without any terminal node the path follows the most
+    visited child from the root.
     """
+
+    def ret(n: TreeNode) -> float:
+        path = tree.path(n)
+        return sum(p.reward for p in path[:-1]) + n.mean_reward
+
     done = [n for n in tree.nodes if n.done and n.visits > 0]
     if done:
-        return max(done, key=lambda n: (sum(p.reward for p in tree.path(n)), n.visits, -n.id))
+        return max(done, key=lambda n: (ret(n), n.visits, -n.id))
     node = tree.root
     while True:
         kids = [c for c in tree.children(node) if c.visits > 0]

@@ -9,7 +9,6 @@ values it by a rollout to a terminal state, and backs the return up as a running
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import random
 import time
@@ -21,9 +20,12 @@ from agentq.errors import ProposerError
 from agentq.policies import merge_candidates
 from agentq.protocols import has_snapshots
 from agentq.render import context_along
+from agentq.seeding import task_scope, task_seed
 from agentq.types import Context, TaskTree, TreeNode
 
 ROLLOUTS = ("policy", "random", "scorer", "none")
+
+__all__ = ["ROLLOUTS", "MCTSConfig", "MCTSStats", "run_mcts", "task_seed"]
 
 
 @dataclass
@@ -74,11 +76,6 @@ class MCTSStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def task_seed(seed: int, task_id: str) -> int:
-    """A per-task seed that does not depend on the order tasks run in."""
-    return int(hashlib.sha256(f"{seed}|{task_id}".encode()).hexdigest()[:12], 16)
-
-
 class _Search:
     def __init__(
         self,
@@ -94,7 +91,7 @@ class _Search:
         self.rollout_scorer = rollout_scorer
         self.stats = stats
         self.on_progress = on_progress
-        self.rng = random.Random(task_seed(config.seed, task_id))
+        self.rng = random.Random(task_seed(config.seed, task_id))  # the random rollouts
         self.snapshots_ok = config.use_snapshots and has_snapshots(env)
         self.snaps: dict[int, Any] = {}
         self.env_at: int | None = None
@@ -178,20 +175,29 @@ class _Search:
             self.tree.nodes.append(child)
             node.children.append(child.id)
 
-    async def _step_child(self, child: TreeNode) -> None:
+    async def _step_child(self, child: TreeNode) -> float:
+        """Execute ``child``'s action from its parent's state; the reward of this draw.
+
+        The first draw sets the node's observation, reward, done flag and info together (they
+        always belong to one draw). A terminal node is stepped again on every revisit (a fresh
+        draw of a stochastic outcome); each draw is counted in ``child.outcomes`` and its own
+        reward is what the visit backs up, so ``q`` is the mean of the returns actually drawn.
+        """
         assert self.tree is not None and child.parent is not None
         await self._goto(self.tree.nodes[child.parent])
         obs, reward, done, info = await self._env(self.env.step, child.action)
-        first = not child.stepped
-        child.reward = float(reward)
-        if first:
-            child.observation, child.done = obs, bool(done)
+        reward = float(reward)
+        if not child.stepped:
+            child.observation, child.reward, child.done = obs, reward, bool(done)
             child.invalid = bool(info.get("invalid", False))
             child.info = {k: v for k, v in info.items() if _jsonable(v)}
             child.stepped = True
+        else:
+            child.add_outcome(obs, reward, bool(done))
         self.env_at = child.id
         if self.snapshots_ok and not child.done and child.id not in self.snaps:
             self.snaps[child.id] = await self._env(self.env.snapshot)
+        return reward
 
     async def _rollout(self, leaf: TreeNode) -> float:
         """Return collected after ``leaf`` (its own step reward excluded)."""
@@ -246,10 +252,11 @@ class _Search:
         for it in range(self.cfg.iterations):
             node, path = tree.root, [tree.root]
             leaf_value: float
+            drawn: tuple[TreeNode, float] | None = None  # the node stepped now, its reward
             while True:
                 if node.id != 0 and (not node.stepped or node.done):
                     # first visit (lazy step) or a terminal re-visit (fresh reward draw)
-                    await self._step_child(node)
+                    drawn = (node, await self._step_child(node))
                     leaf_value = await self._rollout(node)
                     break
                 if node.depth >= self.cfg.max_depth:
@@ -259,14 +266,17 @@ class _Search:
                     await self._expand(node)
                 node = self._select(node)
                 path.append(node)
+
             # back up: each node gets the return from its own step onwards
+            rewards = [drawn[1] if drawn and n is drawn[0] else n.reward for n in path[1:]]
             ret = leaf_value
-            for n in reversed(path):
-                if n.id != 0:
-                    ret += n.reward
+            for n, r in zip(reversed(path[1:]), reversed(rewards), strict=True):
+                ret += r
                 n.visits += 1
                 n.value_sum += ret
-            total = sum(n.reward for n in path[1:]) + leaf_value
+            tree.root.visits += 1
+            tree.root.value_sum += ret
+            total = sum(rewards) + leaf_value
             reached_full = total >= self.cfg.full_reward - 1e-9
             tree.iterations = it + 1
             self.stats.iterations += 1
@@ -295,17 +305,21 @@ async def run_mcts(
     """Build the MCTS tree of ``task_id`` in ``env`` with candidates from ``proposer``.
 
     If the environment has a ``seed(int)`` method it is reseeded per task, so results do not
-    depend on which tasks an environment instance ran before.
+    depend on which tasks an environment instance ran before; the search runs inside
+    :func:`agentq.seeding.task_scope`, so the ``random`` policy and scorer (and any component
+    that asks :func:`~agentq.seeding.task_rng`) draw from generators seeded by (seed, task id).
     """
     config = config or MCTSConfig()
     if callable(getattr(env, "seed", None)):
         env.seed(task_seed(config.seed, task_id))
-    return await _Search(
-        env,
-        task_id,
-        proposer,
-        config,
-        rollout_scorer,
-        stats if stats is not None else MCTSStats(),
-        on_progress,
-    ).run()
+    with task_scope(config.seed, task_id):  # policies and scorers draw from this task's streams
+        search = _Search(
+            env,
+            task_id,
+            proposer,
+            config,
+            rollout_scorer,
+            stats if stats is not None else MCTSStats(),
+            on_progress,
+        )
+        return await search.run()

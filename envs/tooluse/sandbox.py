@@ -447,8 +447,7 @@ def seccomp_filter() -> bytes | None:
         _bpf(jset, 0, 1, _CLONE_NEWUSER),
         _bpf(ret, 0, 0, _RET_EPERM),
     ]
-    # the number is still in A unless we came through the clone branch (which returned or
-    # falls to ALLOW below via the jset's false edge); reload it for the list
+    # both edges (not clone; clone without CLONE_NEWUSER) land here: reload the number
     tail = [_bpf(ld, 0, 0, 0)]
     for i, nr in enumerate(refused):
         left = len(refused) - i - 1  # comparisons after this one
@@ -693,8 +692,7 @@ def run_python(
                 pass_fds = (seccomp_r,)
             cfg.update(scratch=SCRATCH, code="/sandbox/code.py", strict=True)
             cfg.update(uid=ids[0] if ids else None, gid=ids[1] if ids else None)
-            info_r_fd, info_w = os.pipe()
-            info_r = info_r_fd
+            info_r, info_w = os.pipe()
             pass_fds += (info_w,)
             argv = bwrap_argv(
                 runner, privileged=privileged, max_disk_mb=max_disk_mb, seccomp_fd=seccomp_r
@@ -728,7 +726,7 @@ def run_python(
             )
             for fd in pass_fds:
                 os.close(fd)
-            seccomp_r = None
+            seccomp_r = None  # closed above (it was in pass_fds)
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -738,9 +736,9 @@ def run_python(
                 info_r = None
         return _result(out_path, proc.returncode, timed_out, timeout_s, max_output_chars)
     finally:
-        for leftover in (seccomp_r, info_r):
-            if leftover is not None:
-                os.close(leftover)
+        for left in (seccomp_r, info_r):
+            if left is not None:
+                os.close(left)
         shutil.rmtree(runner, ignore_errors=True)
 
 
