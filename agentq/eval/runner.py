@@ -187,6 +187,25 @@ async def arun_episode(
     task_id: str,
     method: Method,
     proposer: Any,
+    **kwargs: Any,
+) -> Trajectory:
+    """Run one episode of ``task_id`` with ``method``; the result is a :class:`Trajectory`.
+
+    The episode runs inside the task's own random scope (:func:`agentq.seeding.task_scope`), so
+    a method's draws do not depend on which methods or tasks ran before it. Keyword arguments:
+    see :func:`_arun_episode`.
+    """
+    from agentq.seeding import task_scope
+
+    with task_scope(task_seed(int(kwargs.get("seed", 0)), task_id), str(task_id)):
+        return await _arun_episode(env, task_id, method, proposer, **kwargs)
+
+
+async def _arun_episode(
+    env: Any,
+    task_id: str,
+    method: Method,
+    proposer: Any,
     *,
     greedy_proposer: Any = None,
     scorer: Any = None,
