@@ -170,46 +170,38 @@ def collect(
         raise UserInputError("--rollout scorer needs --rollout-scorer SPEC")
     models = {"policy": opts["policy"], "rollout_scorer": opts["rollout_scorer"] or None}
     ray_opts = backend_options(opts)
+    make_env: Any = None
+    proposer: Any = None
+    scorer: Any = None
+    ray_backend: Any = None
     if ray_opts is not None:  # the workers build env, policy and scorer; the driver writes
         ray_backend = ray_collection_backend(ray_opts, opts, env_opts, cfg, models)
-        try:
-            s = run_collect(
-                None,
-                task_ids,
-                None,
-                cfg,
-                opts["out"],
-                resume=opts["resume"],
-                overwrite=opts["overwrite"],
-                concurrency=opts["concurrency"],
-                backend=ray_backend,
-                models=models,
-                progress=opts["progress"],
-            )
-        finally:
+    else:
+        proposer = resolve_policy(opts["policy"], seed=opts["seed"])
+        scorer = resolve_scorer(opts["rollout_scorer"]) if opts["rollout_scorer"] else None
+        pool = [probe]
+
+        def make_env() -> Any:
+            return pool.pop() if pool else factory(**env_opts)
+
+    try:
+        s = run_collect(
+            make_env,
+            task_ids,
+            proposer,
+            cfg,
+            opts["out"],
+            resume=opts["resume"],
+            overwrite=opts["overwrite"],
+            concurrency=opts["concurrency"],
+            rollout_scorer=scorer,
+            backend=ray_backend,
+            models=models,
+            progress=opts["progress"],
+        )
+    finally:
+        if ray_backend is not None:
             ray_backend.close()
-        _print_summary(s, opts["out"])
-        return
-    proposer = resolve_policy(opts["policy"], seed=opts["seed"])
-    scorer = resolve_scorer(opts["rollout_scorer"]) if opts["rollout_scorer"] else None
-    pool = [probe]
-
-    def make_env() -> Any:
-        return pool.pop() if pool else factory(**env_opts)
-
-    s = run_collect(
-        make_env,
-        task_ids,
-        proposer,
-        cfg,
-        opts["out"],
-        resume=opts["resume"],
-        overwrite=opts["overwrite"],
-        concurrency=opts["concurrency"],
-        rollout_scorer=scorer,
-        models=models,
-        progress=opts["progress"],
-    )
     _print_summary(s, opts["out"])
 
 

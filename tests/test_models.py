@@ -571,7 +571,6 @@ def test_grouped_loss_equals_dpo_on_whole_sequences(dirs: dict[str, Path]) -> No
         loss, stats = group_dpo_loss(peft, [g.to_dict() for g in groups], beta)
 
     def seq_logp(context: list[dict[str, str]], action: str) -> float:
-        p, a = tokenize_for_scoring(tok, context, action, 256)
         return sum(naive_logprobs(peft, tok, [(context, [action])], max_length=256)[0][0])
 
     want = []

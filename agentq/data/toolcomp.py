@@ -244,20 +244,34 @@ def render_step(step: dict[str, Any], *, observation: bool = True) -> str:
 
 
 def tool_names(value: Any) -> list[str]:
-    """The row's tools: a list, or a list written as a Python / JSON string (as ToolComp reads it)."""
+    """The row's tools: a list, or a list written as a JSON / Python string (as ToolComp reads it).
+
+    Entries may be names or tool specs (``{"name": ...}`` or ``{"function": {"name": ...}}``).
+    """
     if value is None:
         return []
     if isinstance(value, str):
         s = value.strip()
         if not s:
             return []
-        try:
-            value = ast.literal_eval(s)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                value = parse(s)
+                break
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                continue
+        else:
             return [t.strip() for t in s.strip("[]").split(",") if t.strip()]
     if isinstance(value, (list, tuple)):
-        return [str(t.get("name", "")) if isinstance(t, dict) else str(t) for t in value]
+        return [_tool_name(t) for t in value]
     return [str(value)]
+
+
+def _tool_name(t: Any) -> str:
+    if not isinstance(t, dict):
+        return str(t)
+    fn = t.get("function")
+    return str(t.get("name", fn.get("name", "") if isinstance(fn, dict) else ""))
 
 
 def history_steps(value: Any, where: str) -> list[dict[str, Any]]:

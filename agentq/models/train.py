@@ -377,8 +377,7 @@ def train_qmodel(
         fill_reference_logps(peft_model_in, groups)
         prompt_lengths = [len(g.prompt_ids) for g in groups]
         truncated = sum(
-            len(tokenize_for_scoring(tok, list(p["prompt"]), p["chosen"][-1]["content"])[0])
-            + len(tokenize_for_scoring(tok, list(p["prompt"]), p["chosen"][-1]["content"])[1])
+            sum(map(len, tokenize_for_scoring(tok, list(p["prompt"]), p["chosen"][-1]["content"])))
             > cfg.max_length
             for p in train_pairs
         )

@@ -14,7 +14,6 @@ pyarrow). Nothing is downloaded: pass the files you have.
 
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from agentq.envs.tooluse.react import format_turn, system_prompt
 
+from agentq.data.toolcomp import tool_names
 from agentq.errors import UserInputError
 from agentq.eval.answers import parse_answer as _parse_answer
 from agentq.render import advance_context
@@ -67,33 +67,6 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
     return data
 
 
-def _tool_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        s = value.strip()
-        if not s:
-            return []
-        for parse in (json.loads, ast.literal_eval):
-            try:
-                v = parse(s)
-                break
-            except (ValueError, SyntaxError):
-                continue
-        else:
-            return [t.strip() for t in s.split(",") if t.strip()]
-        value = v
-    if isinstance(value, (list, tuple)):
-        out = []
-        for t in value:
-            if isinstance(t, dict):
-                out.append(str(t.get("name", t.get("function", {}).get("name", ""))))
-            else:
-                out.append(str(t))
-        return out
-    return [str(value)]
-
-
 def parse_answer(value: Any) -> Any:
     """A ToolComp answer string as a value: a (nested) list or number when written as one.
 
@@ -131,7 +104,7 @@ def load_final_answer(path: str | Path) -> list[ToolCompTask]:
             ToolCompTask(
                 id=str(r.get("id", f"toolcomp-{i:04d}")),
                 prompt=str(r["prompt"]),
-                tools=_tool_list(r.get("tools")),
+                tools=tool_names(r.get("tools")),
                 answer=parse_answer(r["answer"]),
                 answer_text=answer_text,
                 historical_date=(str(r["historical_date"]) if r.get("historical_date") else None),
@@ -274,7 +247,7 @@ def load_process_supervision(path: str | Path) -> list[ProcessSupervisionExample
             ProcessSupervisionExample(
                 id=str(r.get("id", f"toolcomp-ps-{i:05d}")),
                 prompt=str(r["prompt"]),
-                tools=_tool_list(r.get("tools")),
+                tools=tool_names(r.get("tools")),
                 historical_date=(str(r["historical_date"]) if r.get("historical_date") else None),
                 final_answer=r.get("final_answer"),
                 history=[ToolCompStep.from_dict(h) for h in (hist or [])],
