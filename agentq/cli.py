@@ -10,15 +10,41 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from agentq.errors import AgentqError, UserInputError
 
+class _Group(TyperGroup):
+    """The command group: a usage error (bad flag, bad value) is one ``error:`` line, exit 2."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # noqa: D102
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            message = " ".join(e.format_message().split())
+            click.echo(f"error: {message}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="agentq",
     help="Step-level Q-value models that make LLM agents choose better actions.",
     no_args_is_help=True,
@@ -44,8 +70,30 @@ def cli_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(e))
         except AgentqError as e:
             fail(f"{type(e).__name__}: {e}")
+        except OSError as e:  # an unwritable output, a full disk: one line, not a traceback
+            where = f"{e.filename}: " if e.filename else ""
+            fail(f"{where}{e.strerror or e}")
 
     return wrapper
+
+
+def check_number(
+    name: str, value: float, *, lo: float | None = None, hi: float | None = None
+) -> None:
+    """``UserInputError`` unless ``value`` is a finite number within ``[lo, hi]``.
+
+    The bounds of a flag are checked here, not by typer, so that values from a ``--config``
+    file are checked too.
+    """
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserInputError(f"{flag} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise UserInputError(f"{flag} must be a finite number, not {value}")
+    if lo is not None and value < lo:
+        raise UserInputError(f"{flag} must be >= {lo}, not {value}")
+    if hi is not None and value > hi:
+        raise UserInputError(f"{flag} must be <= {hi}, not {value}")
 
 
 def load_config(path: Path | None) -> dict[str, Any]:
@@ -141,16 +189,26 @@ def collect(
     import agentq.envs as envs
     from agentq.collect import collect as run_collect
     from agentq.data.jsonl import check_output_path
+    from agentq.data.trees import finished_tasks
     from agentq.search.mcts import MCTSConfig
     from agentq.specs import resolve_policy, resolve_scorer
 
     check_output_path(opts["out"], resume=opts["resume"], overwrite=opts["overwrite"])
+    check_number("tasks", opts["tasks"], lo=0)
+    check_number("concurrency", opts["concurrency"], lo=1)
+    check_number("workers", opts["workers"], lo=0)
+    check_number("retries", opts["retries"], lo=0)
+    check_number("worker_cpus", opts["worker_cpus"], lo=0)
+    check_number("worker_gpus", opts["worker_gpus"], lo=0)
+    if opts["resume"]:
+        finished_tasks(opts["out"])  # a file of other records fails here, before any work
     env_opts = parse_env_options(opts["env_option"])
     factory = envs.resolve(opts["env"])
     probe = envs.make(opts["env"], **env_opts)
     task_ids = probe.tasks(opts["split"])
     if not task_ids:
         raise UserInputError(f"environment {opts['env']!r} has no tasks in split {opts['split']!r}")
+    envs.check_first_task(probe, task_ids[0], opts["env"])
     if opts["tasks"]:
         task_ids = task_ids[: opts["tasks"]]
     try:
@@ -286,11 +344,12 @@ def pairs(
     opts = apply_config(
         ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
     )
-    from agentq.data.jsonl import check_output_path
+    from agentq.data.jsonl import check_not_input, check_output_path
     from agentq.data.pairs import build_pairs, write_pairs
     from agentq.data.trees import read_trees
 
     check_output_path(opts["out"], resume=False, overwrite=opts["overwrite"])
+    check_not_input(opts["out"], opts["trees"])
     tree_list = read_trees(opts["trees"])
     if not tree_list:
         raise UserInputError(f"{opts['trees']} holds no successful trees")

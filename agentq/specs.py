@@ -57,6 +57,8 @@ def resolve_policy(spec: str, **options: Any) -> Any:
             spec[len("openai:") :], **options
         )
     else:
+        # an unknown name fails here in one line, before torch loads or a hub is asked
+        _load("agentq.models.loading:resolve_model_path", "local transformers models")(spec)
         p = _load(POLICY_BUILDERS["local"], "local transformers models")(spec, **options)
     p.spec = spec
     return p

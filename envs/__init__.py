@@ -50,8 +50,23 @@ def make(name: str, **options: Any) -> Any:
     factory = resolve(name)
     try:
         return factory(**options)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise UserInputError(f"bad options for environment {name!r}: {e}") from e
 
 
-__all__ = ["make", "names", "register", "resolve"]
+def check_first_task(env: Any, task_id: str, name: str = "") -> None:
+    """``UserInputError`` when ``env`` cannot even reset to ``task_id``.
+
+    Options that make every task fail (``rooms=0``, a missing data file) are then one error
+    line before a run starts, not a file of failed trees.
+    """
+    try:
+        env.reset(task_id)
+    except Exception as e:
+        label = name or getattr(env, "name", "") or type(env).__name__
+        raise UserInputError(
+            f"environment {label!r} fails on its first task {task_id!r}: {type(e).__name__}: {e}"
+        ) from e
+
+
+__all__ = ["check_first_task", "make", "names", "register", "resolve"]

@@ -28,6 +28,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -93,11 +94,39 @@ class ServerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest request body (413 above)."""
     token: str | None = None
-    """Bearer token required on ``/v1/*`` and ``/metrics`` (None: open)."""
+    """Bearer token required on every route but ``/health`` (None: open). With a token the
+    documentation routes (``/docs``, ``/redoc``, ``/openapi.json``) are off."""
     latency_window: int = 10000
     """How many recent request latencies the percentiles are computed over."""
+    idle_timeout_s: float = 10.0
+    """A connection that has not sent a whole request head this long after it opened (or after
+    its last response) is closed: slow or half-open connections cannot pile up."""
+    body_timeout_s: float = 30.0
+    """Most seconds to receive a request body once its head has arrived (408 above)."""
+    max_depth: int = 32
+    """Deepest JSON nesting a request may have (422 above)."""
 
     def __post_init__(self) -> None:
+        for name in (
+            "max_batch_actions",
+            "max_items",
+            "max_body_bytes",
+            "latency_window",
+            "max_depth",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserInputError(f"{name} must be an integer >= 1, not {value!r}")
+        if self.max_context_tokens is not None and self.max_context_tokens < 1:
+            raise UserInputError(
+                f"max_context_tokens must be >= 1 (or None: no limit), not {self.max_context_tokens}"
+            )
+        for name in ("idle_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise UserInputError(f"{name} must be a finite number > 0, not {value}")
+        if not math.isfinite(self.batch_window_ms):
+            raise UserInputError("batch_window_ms must be finite")
         if self.max_batch < 1:
             raise UserInputError("max_batch must be >= 1")
         if self.max_queue < 1:
@@ -388,6 +417,38 @@ class _HTTPProblem(Exception):
         self.headers = headers or {}
 
 
+MAX_CHARS_PER_TOKEN = 16
+"""A context longer than ``max_context_tokens * MAX_CHARS_PER_TOKEN`` characters is refused
+(413) before it is tokenized, so an oversized request costs no tokenizer memory."""
+
+
+def check_json_shape(obj: Any, max_depth: int) -> None:
+    """422 for JSON nested deeper than ``max_depth`` or holding a string that is not valid
+    Unicode text (a lone surrogate such as ``"\\ud800"``). Iterative: no recursion limit."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise _HTTPProblem(
+                        422, "request holds a string that is not valid Unicode (lone surrogate)"
+                    ) from e
+            continue
+        if isinstance(value, dict | list):
+            if depth > max_depth:
+                raise _HTTPProblem(422, f"request JSON is nested deeper than {max_depth} levels")
+            children = list(value.items()) if isinstance(value, dict) else value
+            for child in children:
+                if isinstance(child, tuple):  # a dict item: its key, then its value
+                    stack.append((child[0], depth + 1))
+                    stack.append((child[1], depth + 1))
+                else:
+                    stack.append((child, depth + 1))
+
+
 def _parse_item(obj: Any, where: str = "") -> tuple[Context, list[str]]:
     if not isinstance(obj, dict):
         raise _HTTPProblem(422, f"{where}expected a JSON object with 'context' and 'actions'")
@@ -396,6 +457,8 @@ def _parse_item(obj: Any, where: str = "") -> tuple[Context, list[str]]:
     context, actions = obj["context"], obj["actions"]
     if not isinstance(context, list):
         raise _HTTPProblem(422, f"{where}'context' must be a list of chat messages")
+    if not context:
+        raise _HTTPProblem(422, f"{where}'context' must hold at least one message")
     msgs: Context = []
     for i, m in enumerate(context):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
@@ -467,17 +530,27 @@ def create_app(
         finally:
             await batcher.drain()
 
+    docs: dict[str, Any] = {}
+    if token_bytes is not None:  # the docs routes would answer without the token: off
+        docs = {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(
         title="agentq scoring server",
         description="Step-level Q-value scores for candidate agent actions.",
         lifespan=lifespan,
+        **docs,
     )
     app.state.batcher = batcher
     app.state.metrics = metrics
     app.state.config = cfg
 
     def problem(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
-        kind = {401: "unauthorized", 413: "too_large", 422: "invalid_request", 503: "overloaded"}
+        kind = {
+            401: "unauthorized",
+            408: "timeout",
+            413: "too_large",
+            422: "invalid_request",
+            503: "overloaded",
+        }
         return JSONResponse(
             {
                 "error": {
@@ -507,16 +580,30 @@ def create_app(
             raise _HTTPProblem(
                 413, f"request body of {declared} bytes is over the limit of {limit}"
             )
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _HTTPProblem(413, f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
+        chunks: list[bytes] = []
+
+        async def receive() -> None:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _HTTPProblem(413, f"request body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+
         try:
-            return json.loads(b"".join(chunks))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            await asyncio.wait_for(receive(), cfg.body_timeout_s)
+        except TimeoutError as e:
+            raise _HTTPProblem(
+                408, f"request body not received within {cfg.body_timeout_s} s"
+            ) from e
+        try:
+            body = json.loads(b"".join(chunks))
+        except RecursionError as e:
+            raise _HTTPProblem(422, "request JSON is nested too deeply") from e
+        except ValueError as e:  # bad JSON, bad UTF-8
             raise _HTTPProblem(422, f"request body is not valid JSON: {e}") from e
+        check_json_shape(body, cfg.max_depth)
+        return body
 
     async def check_limits(items: list[tuple[Context, list[str]]]) -> None:
         for i, (_context, actions) in enumerate(items):
@@ -527,6 +614,16 @@ def create_app(
                 )
         if cfg.max_context_tokens is None:
             return
+        most_chars = cfg.max_context_tokens * MAX_CHARS_PER_TOKEN
+        for i, (context, _actions) in enumerate(items):
+            chars = sum(len(m.get("content") or "") for m in context)
+            if chars > most_chars:  # refused before tokenizing: no memory spent on it
+                where = f"items[{i}]: " if len(items) > 1 else ""
+                raise _HTTPProblem(
+                    413,
+                    f"{where}context of {chars} characters is over the limit of "
+                    f"{cfg.max_context_tokens} tokens",
+                )
         counts = await asyncio.to_thread(lambda: [_context_tokens(tok, c) for c, _ in items])
         for i, n in enumerate(counts):
             if n > cfg.max_context_tokens:
@@ -647,8 +744,68 @@ def serve(
         lifespan="on",
         timeout_graceful_shutdown=graceful_timeout,
         access_log=False,
+        http=idle_timeout_protocol(_idle_timeout(app)),
     )
     FlushingServer(config, app).run()
+
+
+def _idle_timeout(app: Any) -> float:
+    cfg = getattr(getattr(app, "state", None), "config", None)
+    return float(getattr(cfg, "idle_timeout_s", ServerConfig.idle_timeout_s))
+
+
+def idle_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol with a request-head deadline.
+
+    A connection must deliver a whole request head within ``seconds`` of opening, and again
+    within ``seconds`` of each response; otherwise it is closed. uvicorn's own keep-alive timer
+    is cancelled by any byte received, so a client trickling one byte at a time (or a half-open
+    connection) would hold a socket forever without this.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    base: Any = AutoHTTPProtocol
+
+    class HeadDeadlineProtocol(base):  # type: ignore[misc, valid-type]
+        _deadline: asyncio.TimerHandle | None = None
+
+        def _in_request(self) -> bool:
+            cycle = getattr(self, "cycle", None)
+            return cycle is not None and not cycle.response_complete
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(seconds, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if not self._in_request() and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._in_request():
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self._in_request():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeadDeadlineProtocol
 
 
 def _flush_app(app: Any) -> None:
@@ -683,7 +840,13 @@ class BackgroundServer:
     ) -> None:
         self.host = host
         self._config = uvicorn.Config(
-            app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="on",
+            access_log=False,
+            http=idle_timeout_protocol(_idle_timeout(app)),
         )
         self.app = app
         self.server = uvicorn.Server(self._config)

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
         port: int = typer.Option(8000, help="TCP port."),
         token: str | None = typer.Option(
-            None, envvar="AGENTQ_SERVE_TOKEN", help="Bearer token required by /v1/* and /metrics."
+            None, envvar="AGENTQ_SERVE_TOKEN", help="Bearer token required by every route but /health (docs routes off)."
         ),
         max_batch: int = typer.Option(
             32, help="Most requests scored in one batch (1: no batching)."
@@ -66,6 +66,9 @@ def register(app: typer.Typer) -> None:
         max_body_bytes: int = typer.Option(
             4 * 1024 * 1024, help="Largest request body (413 above)."
         ),
+        idle_timeout: float = typer.Option(
+            10.0, help="Close a connection that sends no whole request head for this long."
+        ),
         no_batching: bool = typer.Option(
             False, help="Score each request alone (same as --max-batch 1)."
         ),
@@ -76,6 +79,8 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", help="uvicorn log level."),
     ) -> None:
         """Serve a Q-model over HTTP: POST /v1/score, GET /health, GET /metrics."""
+        if max_context_tokens < 0:
+            raise UserInputError(f"--max-context-tokens must be >= 0, not {max_context_tokens}")
         if not 0 < port < 65536:
             raise UserInputError(f"--port must be between 1 and 65535, not {port}")
         from agentq.integrations.server import LOOPBACK, ServerConfig, create_app
@@ -91,6 +96,7 @@ def register(app: typer.Typer) -> None:
                 max_context_tokens=max_context_tokens or None,
                 max_body_bytes=max_body_bytes,
                 token=token or None,
+                idle_timeout_s=idle_timeout,
             )
         except ValueError as e:
             raise UserInputError(str(e)) from e

@@ -8,6 +8,7 @@ Each pair: ``prompt`` (the context messages at the parent state), ``chosen`` and
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,21 @@ def build_pairs(
     """Pairs of every successful tree, with a deterministic train/validation split by task."""
     if scheme not in SCHEMES:
         raise UserInputError(f"unknown pair scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    if not (0.0 <= val_fraction <= 1.0):  # also refuses nan
+        raise UserInputError(f"--val-fraction must be between 0 and 1, not {val_fraction}")
+    if margin is not None and not (margin >= 0.0 and math.isfinite(margin)):
+        raise UserInputError(f"--margin must be a finite number >= 0, not {margin}")
+    if min_visits < 0:
+        raise UserInputError(f"--min-visits must be >= 0, not {min_visits}")
+    trees = list(trees)
+    seen: set[str] = set()
+    for tree in trees:
+        if tree.task_id in seen:
+            raise UserInputError(
+                f"task {tree.task_id!r} has more than one tree (two collectors on one file?); "
+                "keep one tree per task"
+            )
+        seen.add(tree.task_id)
     out = []
     for tree in trees:
         if tree.status != "ok" or not tree.nodes:
@@ -136,10 +152,8 @@ def write_pairs(
     """Write pairs.jsonl; returns the number of pairs written."""
     check_output_path(path, resume=False, overwrite=overwrite)
     p = Path(path)
-    if p.exists():
-        p.unlink()
     n = 0
-    with JsonlAppender(p) as w:
+    with JsonlAppender(p, truncate=True) as w:
         for pair in pairs:
             w.write(pair)
             n += 1

@@ -21,18 +21,38 @@ def read_trees(path: str | Path, *, include_failed: bool = False) -> list[TaskTr
     return out
 
 
+def finished_tasks(path: str | Path) -> set[str]:
+    """The task ids already in the trees file ``path`` (empty when it is missing).
+
+    A record that is not a tree (a pairs.jsonl given to ``--resume``) raises ``UserInputError``
+    so that trees are never appended to another kind of file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return set()
+    out: set[str] = set()
+    for i, d in enumerate(iter_jsonl(p, strict=False)):
+        if "task_id" not in d or "nodes" not in d:
+            raise UserInputError(
+                f"cannot resume {p}: record {i + 1} is not a tree (a pairs or other file?)"
+            )
+        out.add(str(d["task_id"]))
+    return out
+
+
 class TreeWriter(JsonlAppender):
     """Appends trees; ``finished`` holds the task ids already in the file (for resuming)."""
 
     def __init__(self, path: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
         check_output_path(path, resume=resume, overwrite=overwrite)
         p = Path(path)
-        if p.exists() and overwrite and not resume:
-            p.unlink()
-        self.finished: set[str] = set()
-        if p.exists():
-            self.finished = {d["task_id"] for d in iter_jsonl(p, strict=False) if "task_id" in d}
-        super().__init__(p)
+        # lock first, then truncate or read: a second writer fails before touching the file
+        super().__init__(p, truncate=overwrite and not resume)
+        try:
+            self.finished: set[str] = finished_tasks(p)
+        except BaseException:
+            self.close()
+            raise
 
     def write_tree(self, tree: TaskTree) -> None:
         """Append one task's tree."""

@@ -103,9 +103,15 @@ def register(app: typer.Typer) -> None:
         max_chars: int = typer.Option(4000, help="Clip actions and observations longer than this."),
     ) -> None:
         """Write one self-contained, offline HTML view of search trees or eval trajectories."""
+        from agentq.cli import check_number
+        from agentq.data.jsonl import check_not_input, check_parent_dirs
         from agentq.eval.view import write_html
 
+        check_number("limit", limit, lo=0)
+        check_number("max_chars", max_chars, lo=1)
         target = out or path.with_suffix(".html")
+        check_not_input(target, path)
+        check_parent_dirs(target)
         p = write_html(path, target, max_chars=max_chars, limit=limit)
         typer.echo(f"view -> {p}")
 
@@ -129,8 +135,14 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Pairwise accuracy of a Scorer per file (TARA, pairs.jsonl, ToolComp preferred/dispreferred)."""
+        from agentq.cli import check_number
+        from agentq.data.jsonl import check_not_input, check_parent_dirs
         from agentq.eval.toolcomp import eval_pairs_files, pairs_table
 
+        check_number("limit", limit, lo=0)
+        if out is not None:
+            check_not_input(out, *files)
+            check_parent_dirs(out)
         res = eval_pairs_files(
             files,
             scorer,
@@ -172,8 +184,15 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """ToolComp-style metrics: final-answer accuracy, rank@1, pairwise accuracy, ProcessBench F1."""
+        from agentq.cli import check_number
+        from agentq.data.jsonl import check_not_input, check_parent_dirs
         from agentq.eval.toolcomp import evaluate_file
 
+        check_number("limit", limit, lo=0)
+        check_number("threshold", threshold)
+        if out is not None:
+            check_not_input(out, path)
+            check_parent_dirs(out)
         res = evaluate_file(
             path,
             scorer=scorer or None,

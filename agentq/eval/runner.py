@@ -519,8 +519,10 @@ def run_evaluation(
     policy and scorers once. Returns the report dict with the markdown table under ``"table"``.
     """
     import agentq.envs as envs
-    from agentq.cli import parse_env_options
+    from agentq.cli import check_number, parse_env_options
+    from agentq.data.jsonl import check_parent_dirs
     from agentq.eval.report import markdown_table, write_report
+    from agentq.search.mcts import MAX_N
 
     out = Path(out)
     traj_path = out / TRAJECTORIES_FILE
@@ -533,6 +535,14 @@ def run_evaluation(
         )
     if resume and overwrite:
         raise UserInputError("pass either --resume or --overwrite, not both")
+    check_parent_dirs(out)
+    if isinstance(tasks, int):
+        check_number("tasks", tasks, lo=0)
+    for k in n:
+        check_number("n", k, lo=1, hi=MAX_N)
+    check_number("concurrency", concurrency, lo=1)
+    check_number("max_steps", max_steps, lo=0)
+    check_number("temperature", temperature, lo=0)
     env_opts = parse_env_options(list(env_option))
     scorer_specs = list(scorer)
     if qmodel:
@@ -551,6 +561,8 @@ def run_evaluation(
             task_ids = task_ids[:tasks]
     else:
         task_ids = list(tasks)
+    if task_ids:
+        envs.check_first_task(probe, task_ids[0], env)
     steps = max_steps or max_steps_of(probe)
     config = {
         "env": env,
@@ -595,8 +607,6 @@ def run_evaluation(
             concurrency=concurrency,
         )
         proposers = (None, None)
-    out.mkdir(parents=True, exist_ok=True)
-    run_path.write_text(json.dumps(key, indent=2) + "\n")
     if proposers is None:
         proposers = build_policies(
             policy,
@@ -615,6 +625,9 @@ def run_evaluation(
         if remote is None
         else dict.fromkeys(scorer_specs)
     )
+    # written only once every model is built: a bad --qmodel or --scorer leaves nothing behind
+    out.mkdir(parents=True, exist_ok=True)
+    run_path.write_text(json.dumps(key, indent=2) + "\n")
     pool = [probe]
 
     def make_env() -> Any:

@@ -681,6 +681,9 @@ def eval_pairs_files(
     if not files:
         raise UserInputError("no pair files found")
     loaded = [(f, *_pairs_of_file(f, limit, candidate_observation)) for f in files]
+    for f, _kind, pairs in loaded:
+        if not pairs:
+            raise UserInputError(f"{f} holds no pairs")
     s = scorer_obj if scorer_obj is not None else resolve_scorer(scorer, **(scorer_options or {}))
     results: dict[str, Any] = {}
     for f, kind, pairs in loaded:

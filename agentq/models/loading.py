@@ -125,7 +125,34 @@ def resolve_model_path(spec: str) -> str:
     looks_local = spec.startswith(("/", "./", "../", "~")) or p.exists() or spec.count("/") > 1
     if looks_local:
         raise UserInputError(f"model directory not found: {spec}")
+    check_hub_id(spec)
     return spec
+
+
+def hub_downloads_allowed() -> bool:
+    """Whether a hub id missing from the local cache may be downloaded.
+
+    Off unless ``HF_HUB_OFFLINE=0`` (or ``AGENTQ_ALLOW_DOWNLOAD=1``) is set: an unknown or
+    misspelt name is then one error line, not a minute of retries against a model hub.
+    """
+    return os.environ.get("HF_HUB_OFFLINE") == "0" or os.environ.get("AGENTQ_ALLOW_DOWNLOAD") == "1"
+
+
+def check_hub_id(spec: str) -> None:
+    """``UserInputError`` unless ``spec`` is a hub id in the local cache (or downloads are on)."""
+    if hub_downloads_allowed():
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # an invalid repo id, or no huggingface_hub: not in the cache
+        found = None
+    if not isinstance(found, str):
+        raise UserInputError(
+            f"unknown model {spec!r}: not a local directory, not 'smollm2' and not in the local "
+            "hub cache (set HF_HUB_OFFLINE=0 to let agentq download a hub id)"
+        )
 
 
 def pick_device(device: str | None = None) -> str:

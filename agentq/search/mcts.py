@@ -24,6 +24,10 @@ from agentq.seeding import task_scope, task_seed
 from agentq.types import Context, TaskTree, TreeNode
 
 ROLLOUTS = ("policy", "random", "scorer", "none")
+MAX_N = 1024
+"""Most candidates one expansion may ask for (a bound on memory, not a tuning knob)."""
+MAX_ITERATIONS = 1_000_000
+MAX_DEPTH = 10_000
 
 __all__ = ["ROLLOUTS", "MCTSConfig", "MCTSStats", "run_mcts", "task_seed"]
 
@@ -57,6 +61,21 @@ class MCTSConfig:
             raise ValueError(f"rollout must be one of {ROLLOUTS}, not {self.rollout!r}")
         if self.iterations < 1 or self.n < 1 or self.max_depth < 1:
             raise ValueError("iterations, n and max_depth must be >= 1")
+        for name, value, most in (
+            ("iterations", self.iterations, MAX_ITERATIONS),
+            ("n", self.n, MAX_N),
+            ("max_depth", self.max_depth, MAX_DEPTH),
+        ):
+            if value > most:
+                raise ValueError(f"{name} must be at most {most}, not {value}")
+        if not (math.isfinite(self.c) and self.c >= 0):
+            raise ValueError(f"c (the UCT exploration constant) must be finite and >= 0, not {self.c}")
+        for name, r in (
+            ("depth_limit_reward", self.depth_limit_reward),
+            ("full_reward", self.full_reward),
+        ):
+            if not math.isfinite(r):
+                raise ValueError(f"{name} must be finite, not {r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (recorded in each tree)."""
