@@ -48,6 +48,7 @@ REACT_TEST_SIZE = 500
 
 COMMANDS = ("search", "lookup", "finish", "think")
 _OPENER = re.compile(r"\b(search|lookup|finish|think)\s*\[", re.IGNORECASE)
+_BRACKET = re.compile(r"[\[\]]")
 
 SYSTEM_PROMPT = """\
 Answer a question by looking things up in {source}. Work in steps: in each reply write one \
@@ -61,29 +62,40 @@ Thought: I need to find out where X was born.
 Action: search[X]"""
 
 
+def _bracket_closers(text: str) -> dict[int, int]:
+    """Index of each ``[`` in ``text`` -> index of the ``]`` that closes it (nested brackets
+    counted). One pass: a ``[`` closes at the first ``]`` where the brackets after it stop
+    balancing, exactly what a depth count from it finds."""
+    closers: dict[int, int] = {}
+    open_at: list[int] = []
+    for m in _BRACKET.finditer(text):
+        if m.group() == "[":
+            open_at.append(m.start())
+        elif open_at:
+            closers[open_at.pop()] = m.start()
+    return closers
+
+
 def parse_action(text: str) -> tuple[str, str] | None:
     """(command, argument) of the last complete command in ``text``, or None.
 
     Brackets inside the argument may nest (``finish[Foo [band]]``); a command inside another
-    command's argument is not a separate command.
+    command's argument is not a separate command. Linear in the length of ``text``.
     """
     found: tuple[str, str] | None = None
     pos = 0
     text = text or ""
+    closers: dict[int, int] | None = None
     while True:
         m = _OPENER.search(text, pos)
         if m is None:
             return found
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            if text[i] == "[":
-                depth += 1
-            elif text[i] == "]":
-                depth -= 1
-            i += 1
-        if depth == 0:
-            found = (m.group(1).lower(), text[m.end() : i - 1].strip())
-            pos = i
+        if closers is None:
+            closers = _bracket_closers(text)
+        close = closers.get(m.end() - 1)
+        if close is not None:
+            found = (m.group(1).lower(), text[m.end() : close].strip())
+            pos = close + 1
         else:
             pos = m.end()
 

@@ -55,8 +55,25 @@ def _strip_fences(text: str) -> str:
     t = text.strip()
     if t.startswith("```"):
         t = re.sub(r"^```[a-zA-Z]*\s*", "", t)
-        t = re.sub(r"\s*```\s*$", "", t)
+        if t.endswith("```"):  # (a trailing-fence regex would be quadratic in whitespace runs)
+            t = t[:-3]
     return t.strip().strip("`").strip()
+
+
+def loads_safely(text: str, decoder: Any = None) -> tuple[Any, str | None]:
+    """``json.loads`` (or ``decoder.raw_decode``) that never raises: ``(value, None)`` or
+    ``(None, error text)``. Too deep a nesting and integers over Python's digit limit are
+    errors like any other bad JSON."""
+    try:
+        if decoder is not None:
+            return decoder.raw_decode(text)[0], None
+        return json.loads(text), None
+    except json.JSONDecodeError as e:
+        return None, f"{e.msg} at position {e.pos}"
+    except RecursionError:
+        return None, "nested too deeply"
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        return None, str(e).split(";")[0]
 
 
 def parse_json_object(text: str) -> tuple[Any, str | None]:
@@ -67,18 +84,15 @@ def parse_json_object(text: str) -> tuple[Any, str | None]:
     t = _strip_fences(text)
     if not t:
         return None, "Action Input is empty; give a JSON object"
-    try:
-        return json.loads(t), None
-    except json.JSONDecodeError as e:
-        first = e
+    value, first = loads_safely(t)
+    if first is None:
+        return value, None
     start = t.find("{")
     if start >= 0:
-        try:
-            value, _ = json.JSONDecoder().raw_decode(t[start:])
+        value, err = loads_safely(t[start:], json.JSONDecoder())
+        if err is None:
             return value, None
-        except json.JSONDecodeError:
-            pass
-    return None, f"Action Input is not valid JSON ({first.msg} at position {first.pos}): {t[:200]}"
+    return None, f"Action Input is not valid JSON ({first}): {t[:200]}"
 
 
 def parse_turn(text: str, allow_plan: bool = True) -> ParsedTurn:
@@ -117,7 +131,8 @@ def parse_turn(text: str, allow_plan: bool = True) -> ParsedTurn:
             ),
         )
     tool = action_m.group(1).strip().strip("`'\"*[]").strip()
-    tool = re.sub(r"\s*\(.*\)\s*$", "", tool)
+    if tool.endswith(")") and "(" in tool:  # "search(query)" -> "search" (linear, no regex)
+        tool = tool[: tool.index("(")].rstrip()
     rest = text[action_m.end() :]
     input_m = _INPUT_RE.search(rest)
     if input_m is None:
@@ -220,6 +235,7 @@ __all__ = [
     "ParsedTurn",
     "format_finish",
     "format_turn",
+    "loads_safely",
     "parse_json_object",
     "parse_turn",
     "system_prompt",

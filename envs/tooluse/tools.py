@@ -791,13 +791,11 @@ def run_tool_call(
     if isinstance(args, str):
         text = args.strip()
         if text:
-            try:
-                args = json.loads(text)
-            except json.JSONDecodeError as e:
-                return (
-                    f"Error: Action Input is not valid JSON ({e.msg} at position {e.pos}): {text[:200]}",
-                    False,
-                )
+            from agentq.envs.tooluse.react import loads_safely
+
+            args, err = loads_safely(text)
+            if err is not None:
+                return f"Error: Action Input is not valid JSON ({err}): {text[:200]}", False
         else:
             args = {}
         if not isinstance(args, dict):
