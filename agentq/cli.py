@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -30,16 +29,16 @@ class _Group(TyperGroup):
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as e:
-            e.show()
-            sys.exit(e.exit_code)
-        except click.ClickException as e:
-            message = " ".join(e.format_message().split())
-            click.echo(f"error: {message}", err=True)
-            sys.exit(e.exit_code)
-        except click.Abort:
-            click.echo("error: aborted", err=True)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
             sys.exit(1)
+        except typer.TyperException as e:  # click's exceptions (typer vendors click)
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare ``agentq``: the help text
+                e.show()  # type: ignore[attr-defined]
+            else:
+                message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
+                typer.echo(f"error: {message}", err=True)
+            sys.exit(getattr(e, "exit_code", 2))
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

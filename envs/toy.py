@@ -53,6 +53,12 @@ class ToyEnv:
             raise ValueError(f"variant must be 'stochastic' or 'deterministic', not {variant!r}")
         if not 1 <= doors <= len(_STOCHASTIC_PROBS):
             raise ValueError(f"doors must be between 1 and {len(_STOCHASTIC_PROBS)}")
+        if rooms < 1:
+            raise ValueError(f"rooms must be at least 1, not {rooms}")
+        if n_train < 0 or n_test < 0:
+            raise ValueError("n_train and n_test must be >= 0")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, not {max_steps}")
         self.variant = variant
         self.rooms = rooms
         self.doors = doors
