@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from agentq.errors import AgentqError, UserInputError
 
+
 class _Group(TyperGroup):
     """The command group: a usage error (bad flag, bad value) is one ``error:`` line, exit 2."""
 

@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
         port: int = typer.Option(8000, help="TCP port."),
         token: str | None = typer.Option(
-            None, envvar="AGENTQ_SERVE_TOKEN", help="Bearer token required by every route but /health (docs routes off)."
+            None,
+            envvar="AGENTQ_SERVE_TOKEN",
+            help="Bearer token required by every route but /health (docs routes off).",
         ),
         max_batch: int = typer.Option(
             32, help="Most requests scored in one batch (1: no batching)."

@@ -61,23 +61,39 @@ CASES: list[tuple[str, list[str], str]] = [
     ("collect-zero-concurrency", ["collect", "--concurrency", "0", "--out", OUT], "concur"),
     ("collect-unbounded-n", ["collect", "--n", str(10**12), "--out", OUT], "n must be"),
     ("collect-zero-iterations", ["collect", "--iterations", "0", "--out", OUT], "iterations"),
-    ("collect-depth-reward-nan", ["collect", "--depth-limit-reward", "nan", "--out", OUT], "finite"),
+    (
+        "collect-depth-reward-nan",
+        ["collect", "--depth-limit-reward", "nan", "--out", OUT],
+        "finite",
+    ),
     ("collect-negative-retries", ["collect", "--retries", "-1", "--out", OUT], "--retries"),
     # collect: environment options that make every task fail
     ("collect-doors-0", ["collect", "--env-option", "doors=0", "--out", OUT], "doors"),
     ("collect-rooms-0", ["collect", "--env-option", "rooms=0", "--out", OUT], "rooms"),
     ("collect-variant-nope", ["collect", "--env-option", "variant=nope", "--out", OUT], "variant"),
-    ("collect-unknown-env-option", ["collect", "--env-option", "colour=red", "--out", OUT], "colour"),
+    (
+        "collect-unknown-env-option",
+        ["collect", "--env-option", "colour=red", "--out", OUT],
+        "colour",
+    ),
     # collect: files
     ("collect-resume-onto-pairs", ["collect", "--resume", "--out", P], "not a tree"),
     ("collect-out-under-a-file", ["collect", "--out", F + "/t.jsonl"], "not a directory"),
     ("collect-out-is-a-directory", ["collect", "--out", "{dir}", "--overwrite"], "directory"),
     # collect: models
     ("collect-unknown-policy", ["collect", "--policy", "nope", "--out", OUT], "nope"),
-    ("collect-unknown-rollout-scorer", ["collect", "--rollout", "scorer", "--rollout-scorer", "nope", "--out", OUT], "nope"),
+    (
+        "collect-unknown-rollout-scorer",
+        ["collect", "--rollout", "scorer", "--rollout-scorer", "nope", "--out", OUT],
+        "nope",
+    ),
     # pairs
     ("pairs-val-fraction-2", ["pairs", T, "--out", OUT, "--val-fraction", "2"], "--val-fraction"),
-    ("pairs-val-fraction-nan", ["pairs", T, "--out", OUT, "--val-fraction", "nan"], "--val-fraction"),
+    (
+        "pairs-val-fraction-nan",
+        ["pairs", T, "--out", OUT, "--val-fraction", "nan"],
+        "--val-fraction",
+    ),
     ("pairs-negative-min-visits", ["pairs", T, "--out", OUT, "--min-visits", "-1"], "--min-visits"),
     ("pairs-margin-nan", ["pairs", T, "--out", OUT, "--margin", "nan"], "--margin"),
     ("pairs-out-is-input", ["pairs", T, "--out", T, "--overwrite"], "is the input"),
@@ -100,16 +116,36 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-unbounded-n", ["eval", "--n", str(10**12), "--out", OUT], "--n"),
     ("eval-zero-concurrency", ["eval", "--concurrency", "0", "--out", OUT], "--concurrency"),
     ("eval-temperature-nan", ["eval", "--temperature", "nan", "--out", OUT], "--temperature"),
-    ("eval-bad-qmodel", ["eval", "--qmodel", "{nodir}", "--out", OUT, "--no-progress"], "not found"),
+    (
+        "eval-bad-qmodel",
+        ["eval", "--qmodel", "{nodir}", "--out", OUT, "--no-progress"],
+        "not found",
+    ),
     ("eval-bad-scorer", ["eval", "--scorer", "nope", "--out", OUT, "--no-progress"], "nope"),
     ("eval-unknown-policy", ["eval", "--policy", "nope", "--out", OUT, "--no-progress"], "nope"),
     ("eval-out-under-a-file", ["eval", "--out", F + "/report"], "not a directory"),
     ("eval-rooms-0", ["eval", "--env-option", "rooms=0", "--out", OUT], "rooms"),
     # serve (fails before binding anything)
-    ("serve-negative-max-body-bytes", ["serve", "--scorer", "random", "--max-body-bytes", "-1"], "max_body_bytes"),
-    ("serve-zero-max-items", ["serve", "--scorer", "random", "--max-batch-actions", "0"], "max_batch_actions"),
-    ("serve-negative-max-context-tokens", ["serve", "--scorer", "random", "--max-context-tokens", "-1"], "--max-context-tokens"),
-    ("serve-bad-idle-timeout", ["serve", "--scorer", "random", "--idle-timeout", "nan"], "idle_timeout"),
+    (
+        "serve-negative-max-body-bytes",
+        ["serve", "--scorer", "random", "--max-body-bytes", "-1"],
+        "max_body_bytes",
+    ),
+    (
+        "serve-zero-max-items",
+        ["serve", "--scorer", "random", "--max-batch-actions", "0"],
+        "max_batch_actions",
+    ),
+    (
+        "serve-negative-max-context-tokens",
+        ["serve", "--scorer", "random", "--max-context-tokens", "-1"],
+        "--max-context-tokens",
+    ),
+    (
+        "serve-bad-idle-timeout",
+        ["serve", "--scorer", "random", "--idle-timeout", "nan"],
+        "idle_timeout",
+    ),
     ("serve-bad-port", ["serve", "--scorer", "random", "--port", "0"], "--port"),
     # usage errors (typer/click): one error line too
     ("usage-not-an-integer", ["collect", "--tasks", "abc"], "--tasks"),

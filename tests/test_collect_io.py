@@ -191,7 +191,9 @@ def test_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
     assert blocker.read_text() == "x"
 
 
-def test_appender_takes_back_a_failed_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_appender_takes_back_a_failed_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = tmp_path / "a.jsonl"
     real_write = os.write
     with JsonlAppender(p) as w:

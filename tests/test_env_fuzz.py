@@ -11,11 +11,10 @@ import math
 import time
 from typing import Any
 
+import agentq.envs as envs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import agentq.envs as envs
 
 # tooluse without the python tool: the sandbox is fuzzed by tests/test_sandbox.py, and a
 # bubblewrap start per example would make this test slow
@@ -109,9 +108,7 @@ HOSTILE_VALUES = [
     '{"expression": "' + "9" * 400 + "**" + "9" * 400 + '"}',
 ]
 # a well-formed frame around hostile values reaches the argument parsers and graders
-payload = st.one_of(
-    free_text, st.builds(str.__add__, st.sampled_from(HOSTILE_VALUES), free_text)
-)
+payload = st.one_of(free_text, st.builds(str.__add__, st.sampled_from(HOSTILE_VALUES), free_text))
 react_turn = st.builds(
     "Thought: {}\nAction: {}\nAction Input: {}".format,
     free_text,
@@ -216,7 +213,15 @@ def test_hotpotqa_8000_openers_is_fast() -> None:
         "Final Answer: " + "9" * 5000,
         "Final Answer: [" + "[" * 5000,
     ],
-    ids=["deep-json", "400-digits", "400-digit-float", "5000-digits", "5000-digit-arg", "final-5000", "final-deep"],
+    ids=[
+        "deep-json",
+        "400-digits",
+        "400-digit-float",
+        "5000-digits",
+        "5000-digit-arg",
+        "final-5000",
+        "final-deep",
+    ],
 )
 def test_tooluse_reported_inputs_are_observations(action: str) -> None:
     env = env_of("tooluse")

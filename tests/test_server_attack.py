@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from agentq.integrations.server import BackgroundServer, ServerConfig, create_app
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentq.integrations.server import BackgroundServer, ServerConfig, create_app
 from agentq.protocols import BaseScorer
 from agentq.types import Context
 
@@ -48,7 +48,9 @@ class CountingTokenizer:
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    app = create_app(LenScorer(), ServerConfig(max_context_tokens=100, max_body_bytes=200_000, batch_window_ms=0))
+    app = create_app(
+        LenScorer(), ServerConfig(max_context_tokens=100, max_body_bytes=200_000, batch_window_ms=0)
+    )
     with TestClient(app) as c:
         yield c
 
@@ -106,7 +108,10 @@ def test_an_oversized_context_is_refused_before_tokenizing() -> None:
         assert r.status_code == 413 and "characters" in r.json()["error"]["message"]
         assert tok.chars == 0  # never tokenized
         # near the limit it is tokenized and counted
-        r = c.post("/v1/score", json={"context": [{"role": "user", "content": "w " * 60}], "actions": ["a"]})
+        r = c.post(
+            "/v1/score",
+            json={"context": [{"role": "user", "content": "w " * 60}], "actions": ["a"]},
+        )
         assert r.status_code == 413 and "tokens" in r.json()["error"]["message"]
         assert 0 < tok.chars < 1000
         ok = c.post("/v1/score", json={"context": CTX, "actions": ["a"]})
@@ -200,11 +205,14 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(["context", "actions", "role", "content", "items", "x"]) | st.text(max_size=5),
-        children,
-        max_size=4,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["context", "actions", "role", "content", "items", "x"])
+            | st.text(max_size=5),
+            children,
+            max_size=4,
+        )
     ),
     max_leaves=20,
 )
@@ -216,7 +224,10 @@ messages = st.lists(
     max_size=4,
 )
 requests_ = st.fixed_dictionaries(
-    {"context": messages | json_values, "actions": st.lists(st.text(max_size=20), max_size=5) | json_values}
+    {
+        "context": messages | json_values,
+        "actions": st.lists(st.text(max_size=20), max_size=5) | json_values,
+    }
 )
 raw_bodies = st.one_of(
     requests_.map(lambda v: json.dumps(v).encode()),

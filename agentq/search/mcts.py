@@ -69,7 +69,9 @@ class MCTSConfig:
             if value > most:
                 raise ValueError(f"{name} must be at most {most}, not {value}")
         if not (math.isfinite(self.c) and self.c >= 0):
-            raise ValueError(f"c (the UCT exploration constant) must be finite and >= 0, not {self.c}")
+            raise ValueError(
+                f"c (the UCT exploration constant) must be finite and >= 0, not {self.c}"
+            )
         for name, r in (
             ("depth_limit_reward", self.depth_limit_reward),
             ("full_reward", self.full_reward),
