@@ -25,11 +25,27 @@ from agentq.errors import AgentqError, UserInputError
 class _Group(TyperGroup):
     """The command group: a usage error (bad flag, bad value) is one ``error:`` line, exit 2."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # noqa: D102
+    def main(  # noqa: D102
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        def run() -> Any:
+            return super(_Group, self).main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run()
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = run()
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             sys.exit(1)
