@@ -361,9 +361,8 @@ async def arun_eval(
         path = Path(out_dir) / TRAJECTORIES_FILE
         if path.exists() and resume:
             done = load_trajectories(path)
-        elif path.exists():
-            path.unlink()
-        writer = JsonlAppender(path)
+        # locked before it is emptied: a second run on the same --out fails, it does not clobber
+        writer = JsonlAppender(path, truncate=not resume)
     result = EvalResult(list(methods), list(task_ids))
     t0 = time.perf_counter()
     envs: list[Any] = []
