@@ -503,6 +503,152 @@ def cache_layers(cache: Any) -> KV:
 
 
 # ------------------------------------------------------------------------------------------
+# one prefill pass from cached prefixes
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prefill:
+    """The result of :func:`cached_prefill` for a batch of prompts.
+
+    The batch's KV layout per row r is ``[cached m_r | masked hole up to held | news[r] new
+    tokens | padding]``; ``mask`` (R, held + max news) marks the real positions.
+    """
+
+    output: Any
+    """The model's output (``logits`` at the kept positions, the KV cache, hidden states)."""
+    mask: Any
+    """Attention mask over the batch cache's slots (on the model's device)."""
+    held: int
+    """Width of the cached part of the batch (the longest cached prefix of any row)."""
+    news: list[int]
+    """Tokens computed per row (prompt length minus its cached prefix)."""
+    last_index: list[int]
+    """Per row, the input position (0-based, in the new tokens) of its prompt's last token."""
+    last_column: list[int]
+    """Per row, the column of ``output.logits`` holding its last token (``last_logits_only``)."""
+
+
+def _padded_cache(hits: list[tuple[int, KV | None]], held: int, config: Any) -> Any:
+    """A batch cache of width ``held``: row r holds its cached prefix, zeros (masked) after."""
+    import torch
+
+    first = next(kv for _, kv in hits if kv is not None)
+    data = []
+    for i, (k0, v0) in enumerate(first):
+        keys = torch.zeros(
+            (len(hits), k0.shape[1], held, k0.shape[3]), dtype=k0.dtype, device=k0.device
+        )
+        vals = torch.zeros(
+            (len(hits), v0.shape[1], held, v0.shape[3]), dtype=v0.dtype, device=v0.device
+        )
+        for r, (m, kv) in enumerate(hits):
+            if kv is not None:
+                keys[r, :, :m] = kv[i][0][0]
+                vals[r, :, :m] = kv[i][1][0]
+        data.append((keys, vals))
+    return kv_to_cache(data, config)
+
+
+def _row_kv(layers: KV, row: int, slots: Any) -> Callable[[int, int], KV]:
+    """``kv_of(start, end)`` for :meth:`PrefixCache.insert`: prompt positions of batch row
+    ``row`` (its slots in the batch cache are ``slots``)."""
+
+    def kv_of(start: int, end: int) -> KV:
+        idx = slots[start:end]
+        return [
+            (k[row : row + 1].index_select(2, idx), v[row : row + 1].index_select(2, idx))
+            for k, v in layers
+        ]
+
+    return kv_of
+
+
+def cached_prefill(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    *,
+    cache: PrefixCache | None,
+    namespace: Hashable | None = None,
+    stats: CacheStats | None = None,
+    pad_id: int = 0,
+    last_logits_only: bool = False,
+    store: bool = True,
+    **forward_kwargs: Any,
+) -> Prefill:
+    """Run a batch of prompts through ``model``, each from its longest cached prefix.
+
+    At least the last token of every prompt is computed (its logits or hidden state is what
+    callers read). Rows with different cached lengths share one batch: their cached parts are
+    laid side by side, the gap masked, so each row attends to exactly its own prompt and the
+    result equals an uncached pass to float rounding. The prompts' KV is stored afterwards
+    (``store``). With ``cache=None`` this is a plain right-padded prefill.
+    ``last_logits_only`` computes logits only at each row's last prompt position.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    if cache is not None and not supports_prefix_cache(model):
+        cache = None
+    if cache is not None and namespace is None:
+        namespace = model_namespace(model)
+    hits: list[tuple[int, KV | None]] = []
+    for p in prompts:
+        if cache is None:
+            hits.append((0, None))
+        else:
+            hits.append(cache.match(namespace, p, max_tokens=len(p) - 1))
+    held = max(m for m, _ in hits)
+    news = [len(p) - m for p, (m, _) in zip(prompts, hits, strict=True)]
+    width = max(news)
+    if cache is not None:
+        cache.record(
+            stats,
+            lookups=len(prompts),
+            hits=sum(1 for m, _ in hits if m),
+            reused=sum(m for m, _ in hits),
+            computed=sum(news),
+        )
+    elif stats is not None:
+        stats.add(computed=sum(news))
+    rows = len(prompts)
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((rows, held + width), dtype=torch.long)
+    pos_ids = torch.zeros((rows, width), dtype=torch.long)
+    for r, (p, (m, _)) in enumerate(zip(prompts, hits, strict=True)):
+        ids[r, : news[r]] = torch.tensor(list(p[m:]), dtype=torch.long)
+        mask[r, :m] = 1
+        mask[r, held : held + news[r]] = 1
+        pos_ids[r] = m + torch.arange(width)
+    mask = mask.to(device)
+    last_index = [n - 1 for n in news]
+    kwargs = dict(forward_kwargs)
+    lasts = sorted(set(last_index))
+    column = [lasts.index(i) for i in last_index] if last_logits_only else list(last_index)
+    if last_logits_only:
+        kwargs["logits_to_keep"] = torch.tensor(lasts, device=device)
+    if held:
+        kwargs[cache_kwarg(model)] = _padded_cache(hits, held, model.config)
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=mask,
+        position_ids=pos_ids.to(device),
+        use_cache=True,
+        **kwargs,
+    )
+    if cache is not None and store:
+        past = getattr(out, "cache", None)
+        if past is None:
+            past = getattr(out, "past_key_values", None)
+        if past is not None:
+            layers = cache_layers(past)
+            for r, (p, (m, _)) in enumerate(zip(prompts, hits, strict=True)):
+                slots = torch.cat([torch.arange(m), held + torch.arange(news[r])]).to(device)
+                cache.insert(namespace, p, _row_kv(layers, r, slots))
+    return Prefill(out, mask, held, news, last_index, column)
+
+
+# ------------------------------------------------------------------------------------------
 # generation
 # ------------------------------------------------------------------------------------------
 

@@ -27,12 +27,10 @@ from typing import Any
 
 from agentq.errors import ScorerError, UserInputError
 from agentq.models.prefix_cache import (
-    KV,
     CacheStats,
     PrefixCache,
     cache_kwarg,
-    cache_layers,
-    kv_to_cache,
+    cached_prefill,
     model_namespace,
     parse_cache_bytes,
     resolve_prefix_cache,
@@ -228,74 +226,25 @@ def prefix_shared_logprobs(
         namespace = model_namespace(model)
     with torch.inference_mode():
         for run in _chunks(groups, max_prefix_tokens):
-            # cached prefix of each row (at least one prompt token is always computed: its
-            # logits give the first action token)
-            hits: list[tuple[int, KV | None]] = []
-            for g in run:
-                if cache is None:
-                    hits.append((0, None))
-                    continue
-                m, kv = cache.match(namespace, g.prompt, max_tokens=len(g.prompt) - 1)
-                hits.append((m, kv))
-            held = max(m for m, _ in hits)  # M: width of the cached part of the batch
-            news = [len(g.prompt) - m for g, (m, _) in zip(run, hits, strict=True)]
-            ls = max(news)
-            if cache is not None:
-                cache.record(
-                    stats,
-                    lookups=len(run),
-                    hits=sum(1 for m, _ in hits if m),
-                    reused=sum(m for m, _ in hits),
-                    computed=sum(news),
-                )
-            elif stats is not None:
-                stats.add(computed=sum(news))
-            ids = torch.full((len(run), ls), pad, dtype=torch.long)
-            mask = torch.zeros((len(run), held + ls), dtype=torch.long)
-            pos_ids = torch.zeros((len(run), ls), dtype=torch.long)
-            for r, (g, (m, _)) in enumerate(zip(run, hits, strict=True)):
-                ids[r, : news[r]] = torch.tensor(g.prompt[m:])
-                mask[r, :m] = 1
-                mask[r, held : held + news[r]] = 1
-                pos_ids[r] = m + torch.arange(ls)
-            ids, mask = ids.to(device), mask.to(device)
-            lasts = sorted({held + n - 1 for n in news})
-            col = {p: k for k, p in enumerate(lasts)}
-            extra: dict[str, Any] = {}
-            if held:
-                extra[cache_kw] = _padded_cache(hits, held, model.config)
-            res = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=pos_ids.to(device),
-                use_cache=True,
-                logits_to_keep=torch.tensor([p - held for p in lasts], device=device),
-                **extra,
+            # one prefill pass from each prompt's cached prefix (at least its last token is
+            # computed: its logits give the first action token)
+            pre = cached_prefill(
+                model,
+                [g.prompt for g in run],
+                cache=cache,
+                namespace=namespace,
+                stats=stats,
+                pad_id=pad,
+                last_logits_only=True,
             )
-            del extra
-            last_logits = res.logits  # (R, len(lasts), V)
+            res, mask = pre.output, pre.mask
+            col = pre.last_column
+            last_logits = res.logits  # (R, distinct last positions, V)
             cache_out = _result_cache(res)
-            if cache is not None:
-                layers = cache_layers(cache_out)
-                for r, (g, (m, _)) in enumerate(zip(run, hits, strict=True)):
-                    slots = torch.cat([torch.arange(m), held + torch.arange(news[r])]).to(device)
-                    cache.insert(
-                        namespace,
-                        g.prompt,
-                        lambda s, e, r=r, slots=slots, layers=layers: [
-                            (
-                                k[r : r + 1].index_select(2, slots[s:e]),
-                                v[r : r + 1].index_select(2, slots[s:e]),
-                            )
-                            for k, v in layers
-                        ],
-                    )
-                del layers
-            del hits
             # first action token of each candidate: from the prompt's last position
             flat: list[tuple[int, int, list[int]]] = []  # (run row, (item, action) slot, ids)
             for r, g in enumerate(run):
-                lsm = torch.log_softmax(last_logits[r, col[held + news[r] - 1]].float(), dim=-1)
+                lsm = torch.log_softmax(last_logits[r, col[r]].float(), dim=-1)
                 for j, a in zip(g.members, g.actions, strict=True):
                     out[g.item][j] = [float(lsm[a[0]])]
                     if len(a) > 1:
@@ -339,26 +288,6 @@ def prefix_shared_logprobs(
                 cache.record(None, candidates=cand_tokens)
             del cache_out
     return out
-
-
-def _padded_cache(hits: list[tuple[int, KV | None]], held: int, config: Any) -> Any:
-    """A batch cache of width ``held``: row r holds its cached prefix, zeros (masked) after."""
-    import torch
-
-    first = next(kv for m, kv in hits if kv is not None)
-    data = []
-    for i, (k0, v0) in enumerate(first):
-        shape = (len(hits), k0.shape[1], held, k0.shape[3])
-        keys = torch.zeros(shape, dtype=k0.dtype, device=k0.device)
-        vals = torch.zeros(
-            (len(hits), v0.shape[1], held, v0.shape[3]), dtype=v0.dtype, device=v0.device
-        )
-        for r, (m, kv) in enumerate(hits):
-            if kv is not None:
-                keys[r, :, :m] = kv[i][0][0]
-                vals[r, :, :m] = kv[i][1][0]
-        data.append((keys, vals))
-    return kv_to_cache(data, config)
 
 
 def naive_logprobs(
