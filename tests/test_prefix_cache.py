@@ -198,6 +198,20 @@ def test_chat_model_generate_same_with_and_without_cache(dirs: dict[str, Path]) 
         assert [g.text for g in ga] == [g.text for g in gb]
 
 
+def test_reward_model_values_same_with_and_without_cache(dirs: dict[str, Path]) -> None:
+    from agentq.models.reward import ToolAugmentedRewardModel
+
+    lm, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    on = ToolAugmentedRewardModel(lm, tok, prefix_cache=PrefixCache("16MiB"))
+    off = ToolAugmentedRewardModel(lm, tok, value_head=on.value_head, prefix_cache=False)
+    items = [("What is 12 * 7?", a) for a in ("84", "The answer is 84.", "82", "eighty-four")]
+    for _ in range(2):  # the second call reuses the first's prefixes
+        a = on.score_items(items, trace="none")
+        b = off.score_items(items, trace="none")
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-4
+    assert on.cache_stats.hits == len(items) and on.cache_stats.tokens_reused > 1000
+
+
 # -- bounded, concurrent -------------------------------------------------------------------
 def test_eviction_keeps_bytes_within_budget(dirs: dict[str, Path]) -> None:
     model, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
