@@ -37,7 +37,11 @@ def _build_scorer(
 
     if scorer.startswith("remote:"):
         raise UserInputError("serving a remote: scorer would only proxy it; serve the model itself")
-    return resolve_scorer(scorer, **({"cache_bytes": cache_bytes} if cache_bytes else {}))
+    if cache_bytes:  # any local model of the spec uses the process-wide cache by default
+        from agentq.models.prefix_cache import shared_prefix_cache
+
+        shared_prefix_cache(cache_bytes)
+    return resolve_scorer(scorer)
 
 
 def register(app: typer.Typer) -> None:
