@@ -223,10 +223,13 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         f"collect: {s.tasks} tasks (skipped {s.skipped}), {s.nodes} nodes, mean best reward "
         f"{s.mean_best_reward:.3f}, {wall:.1f}s -> {trees}"
     )
+    from agentq.data.trees import read_trees
+
+    every = read_trees(trees)  # the whole file, also what earlier (resumed) runs wrote
     return {
         "tasks": list(tasks),
-        "nodes": s.nodes,
-        "mean_best_reward": s.mean_best_reward,
+        "nodes": sum(len(t.nodes) for t in every),
+        "mean_best_reward": sum(t.best_reward for t in every) / max(len(every), 1),
         "wall_s": round(wall, 1),
         "mcts": mcts.to_dict(),
         "policy": cfg["collect_policy"],
@@ -387,11 +390,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     prov_path = args.out / "provenance.json"
     prov: dict[str, Any] = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    command = shlex.join(
+        ["python", "examples/pipeline.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    # every invocation that wrote into this run directory, in order (stages may run apart)
+    commands = list(prov.get("commands") or ([prov["command"]] if "command" in prov else []))
     prov.update(
         {
-            "command": shlex.join(
-                ["python", "examples/pipeline.py", *(argv if argv is not None else sys.argv[1:])]
-            ),
+            "command": command,
+            "commands": [*commands, command],
             "scale": args.scale,
             "config": cfg,
             "seed": args.seed,
@@ -421,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         ship = {
             k: prov[k]
-            for k in ("command", "scale", "config", "seed", "pairs", "train")
+            for k in ("command", "commands", "scale", "config", "seed", "pairs", "train")
             if k in prov
         }
         if "collect" in prov:

@@ -109,11 +109,12 @@ def run_demo(
     if prov:
         c = prov.get("collect", {})
         p = prov.get("pairs", {})
+        made_by = " ; ".join(prov.get("commands") or [prov.get("command", "?")])
         print(
             f"  Q-model: LoRA r={prov.get('config', {}).get('lora_r')} on SmolLM2, step-level DPO on "
-            f"{p.get('train', '?')} pairs from MCTS over {len(c.get('train_tasks', []))} TRAIN tasks "
-            f"(validation pairwise accuracy {'n/a' if val_acc is None else f'{val_acc:.2f}'}); "
-            f"made by: {prov.get('command', '?')}"
+            f"{p.get('train', '?')} pairs from MCTS over {len(c.get('train_tasks', []))} TRAIN-split "
+            f"tasks (pairwise accuracy {'n/a' if val_acc is None else f'{val_acc:.2f}'} on "
+            f"{p.get('validation', '?')} pairs of held-out tasks); made by: {made_by}"
         )
     cmd = ["agentq", "demo"] + ([] if str(out) == "agentq-demo" else ["--out", str(out)])
     for flag, val in (("--tasks", tasks), ("--n", n), ("--max-steps", max_steps)):
