@@ -894,6 +894,36 @@ def _structured_model(model: Runnable[Any, Any], schema: Any) -> Runnable[Any, A
         ) from e
 
 
+_UNSUPPORTED_HINTS = {
+    "config_schema": "LangGraph replaced it with context_schema",
+    "context": "pass the run-time context to invoke/stream (context=...), not to the factory",
+}
+
+
+def _check_unsupported(extra: dict[str, Any], middleware: Sequence[Any], fmt: Any) -> None:
+    """One clear ``TypeError`` at construction for what :func:`create_q_agent` cannot honour."""
+    if extra:
+        hints = [f"{k} ({_UNSUPPORTED_HINTS[k]})" if k in _UNSUPPORTED_HINTS else k for k in extra]
+        raise TypeError(
+            f"create_q_agent does not support {', '.join(hints)}; docs/langgraph.md lists the "
+            "arguments of create_react_agent and create_agent it takes"
+        )
+    if middleware:
+        raise TypeError(
+            "create_q_agent takes no middleware: with middleware, build the agent with "
+            "langchain.agents.create_agent(model, tools, middleware=[QValueMiddleware(scorer, "
+            "n), ...]) (agentq.integrations.langchain)"
+        )
+    from langchain.agents.structured_output import AutoStrategy, ProviderStrategy, ToolStrategy
+
+    if isinstance(fmt, (ToolStrategy, ProviderStrategy, AutoStrategy)):
+        raise TypeError(
+            f"create_q_agent's response_format is create_react_agent's (a schema, or "
+            f"(prompt, schema)), not create_agent's {type(fmt).__name__}: pass the schema "
+            "itself, or use create_agent with QValueMiddleware"
+        )
+
+
 def create_q_agent(
     model: BaseChatModel | Runnable[Any, Any] | str,
     tools: Sequence[BaseTool | Callable[..., Any] | dict[str, Any]] | Any,
@@ -913,16 +943,25 @@ def create_q_agent(
     debug: bool = False,
     version: Literal["v1", "v2"] = "v2",
     name: str | None = None,
+    system_prompt: str | SystemMessage | None = None,
+    middleware: Sequence[Any] = (),
+    cache: Any = None,
+    transformers: Sequence[Any] | None = None,
     tool_choice: Any = None,
     on_error: OnError = "raise",
     sampling: Sampling = "auto",
     hide_candidates: bool = False,
+    **unsupported: Any,
 ) -> Any:
     """A ReAct agent graph whose model node is the Q-value selection node; compiled.
 
-    It takes the arguments of LangGraph's ``create_react_agent`` with the same meaning, plus
-    the selection's (``scorer``, ``n``, ``tool_choice``, ``on_error``, ``sampling``,
-    ``hide_candidates``); docs/langgraph.md has the parity table. Nodes: ``"agent"`` (the
+    It takes the arguments of LangGraph's ``create_react_agent`` with the same meaning, those
+    of LangChain's ``create_agent`` it can honour (``system_prompt``, ``cache``,
+    ``transformers``), plus the selection's (``scorer``, ``n``, ``tool_choice``, ``on_error``,
+    ``sampling``, ``hide_candidates``); docs/langgraph.md has the parity table. An argument
+    it cannot honour (``middleware``, a ``ToolStrategy``/``ProviderStrategy`` response format,
+    a model chosen at run time, ``create_react_agent``'s removed ``config_schema``) is a
+    ``TypeError`` here, at construction. Nodes: ``"agent"`` (the
     :class:`QValueSelectionNode`), ``"tools"`` (a ``ToolNode``), and ``"pre_model_hook"``,
     ``"post_model_hook"``, ``"generate_structured_response"`` when asked for.
 
@@ -950,13 +989,25 @@ def create_q_agent(
         version: ``"v2"`` (default, as in LangGraph): each tool call of the winning turn is
             its own task (``Send``), so an ``interrupt()`` in one call does not re-run the
             others on resume; ``"v1"``: one ``ToolNode`` task runs all calls.
-        checkpointer, store, interrupt_before, interrupt_after, debug, name: passed to
-            ``compile`` (``name`` also names the winner message, as LangGraph does).
+        checkpointer, store, interrupt_before, interrupt_after, debug, name, cache,
+            transformers: passed to ``compile`` (``name`` also names the winner message, as
+            LangGraph does).
+        system_prompt: ``create_agent``'s name for a str / ``SystemMessage`` prompt (give
+            ``prompt`` or ``system_prompt``, not both).
+        middleware: not supported (``TypeError``): with middleware, use
+            ``create_agent(..., middleware=[QValueMiddleware(scorer, n), ...])``.
     """
     from langgraph.prebuilt import ToolNode
     from langgraph.prebuilt.tool_node import ToolCallWithContext
     from langgraph.types import Send
 
+    _check_unsupported(unsupported, middleware, response_format)
+    if system_prompt is not None:
+        if prompt is not None:
+            raise ValueError("give prompt or system_prompt, not both")
+        if not isinstance(system_prompt, (str, SystemMessage)):
+            raise TypeError("system_prompt must be a str or a SystemMessage")
+        prompt = system_prompt
     if version not in ("v1", "v2"):
         raise ValueError(f"version must be 'v1' or 'v2', not {version!r}")
     if not isinstance(model, (str, Runnable)) and callable(model):
@@ -1131,6 +1182,8 @@ def create_q_agent(
         interrupt_after=interrupt_after,
         debug=debug,
         name=name or "q_agent",
+        cache=cache,
+        transformers=transformers,
     )
 
 
