@@ -268,6 +268,22 @@ def test_sibling_tool_call_runs_once_when_the_other_interrupts(as_tool_node):
     ]
 
 
+@pytest.mark.parametrize("with_hook", [False, True])
+async def test_sibling_tool_call_runs_once_when_the_other_interrupts_async(with_hook):
+    RUNS.clear()
+    model = ScriptedChatModel(tool_turn=list(TWO_CALLS))
+    hook = {"post_model_hook": lambda state: {}} if with_hook else {}
+    agent = create_q_agent(
+        model, [lookup, book], PreferenceScorer(["book"]), n=2, checkpointer=InMemorySaver(),
+        **hook,
+    )  # fmt: skip
+    cfg: Any = {"configurable": {"thread_id": f"pa-{with_hook}"}}
+    out = await agent.ainvoke({"messages": [HumanMessage("Trip?")]}, cfg)
+    assert out["__interrupt__"][0].value == {"book": "Oslo"} and RUNS == ["lookup:Oslo"]
+    await agent.ainvoke(Command(resume="ok"), cfg)
+    assert RUNS == ["lookup:Oslo", "book:Oslo:ok"]
+
+
 class ApprovingScorer(PreferenceScorer):
     """A human approves the candidate list (interrupt), then the preference decides."""
 
