@@ -370,6 +370,43 @@ class Samples(NamedTuple):
     samples: list[AIMessage]
     warning: str | None
     sampling: str
+    tokens: int | None = None
+    """Tokens generated for all the samples, when the model reports them (``usage``)."""
+
+
+def _message_tokens(msg: AIMessage) -> int | None:
+    usage: dict[str, Any] = dict(msg.usage_metadata or {})
+    out = usage.get("output_tokens")
+    if isinstance(out, int):
+        return out
+    meta = (msg.response_metadata or {}).get("tokens")
+    return meta if isinstance(meta, int) else None
+
+
+def sample_tokens(msgs: Sequence[AIMessage]) -> int | None:
+    """Tokens of separately generated messages (None when none reports any)."""
+    counts = [t for t in (_message_tokens(m) for m in msgs) if t is not None]
+    return sum(counts) if counts else None
+
+
+def _n_call_tokens(result: Any, got: Sequence[AIMessage]) -> int | None:
+    """Tokens of one ``n`` call: the response's ``completion_tokens`` when the provider gives
+    it (``ChatOpenAI`` copies the whole response's usage onto every choice, so summing the
+    choices would count it ``n`` times), else the per-generation counts."""
+    usage = (getattr(result, "llm_output", None) or {}).get("token_usage") or {}
+    total = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if isinstance(total, int) and not isinstance(total, bool):
+        return total
+    per = [(m.response_metadata or {}).get("tokens") for m in got]
+    if per and all(isinstance(t, int) for t in per):
+        return sum(per)  # type: ignore[arg-type]
+    if len(got) == 1:
+        return _message_tokens(got[0])
+    return None
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
 
 
 def _join(*warnings: str | None) -> str | None:
@@ -435,7 +472,8 @@ def sample_sync(
     with _scope(cfg):
         if not _use_n(model, sampling):
             results = model.batch([msgs] * n, cfg, return_exceptions=True)
-            return Samples(*_gather_errors(results, n), "concurrent")
+            got, warn = _gather_errors(results, n)
+            return Samples(got, warn, "concurrent", sample_tokens(got))
         chat, kwargs = _unwrap(model)
         assert chat is not None
         result = chat.generate(
@@ -447,11 +485,12 @@ def sample_sync(
         )
         got = [_as_ai(getattr(g, "message", g)) for g in result.generations[0]][:n]
         if len(got) >= n:
-            return Samples(got, None, "n")
+            return Samples(got, None, "n", _n_call_tokens(result, got))
         short = _short_warning(len(got), n)
         more = _single(model).batch([msgs] * (n - len(got)), cfg, return_exceptions=True)
     samples, warn = _gather_errors([*got, *more], n)
-    return Samples(samples, _join(short, warn), "n+concurrent")
+    tokens = _add(_n_call_tokens(result, got), sample_tokens(samples[len(got) :]))
+    return Samples(samples, _join(short, warn), "n+concurrent", tokens)
 
 
 async def asample(
@@ -469,7 +508,8 @@ async def asample(
     with _scope(cfg):
         if not _use_n(model, sampling):
             results = await model.abatch([msgs] * n, cfg, return_exceptions=True)
-            return Samples(*_gather_errors(results, n), "concurrent")
+            got, warn = _gather_errors(results, n)
+            return Samples(got, warn, "concurrent", sample_tokens(got))
         chat, kwargs = _unwrap(model)
         assert chat is not None
         result = await chat.agenerate(
@@ -481,11 +521,12 @@ async def asample(
         )
         got = [_as_ai(getattr(g, "message", g)) for g in result.generations[0]][:n]
         if len(got) >= n:
-            return Samples(got, None, "n")
+            return Samples(got, None, "n", _n_call_tokens(result, got))
         short = _short_warning(len(got), n)
         more = await _single(model).abatch([msgs] * (n - len(got)), cfg, return_exceptions=True)
     samples, warn = _gather_errors([*got, *more], n)
-    return Samples(samples, _join(short, warn), "n+concurrent")
+    tokens = _add(_n_call_tokens(result, got), sample_tokens(samples[len(got) :]))
+    return Samples(samples, _join(short, warn), "n+concurrent", tokens)
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,12 +602,19 @@ def _pack(s: Samples) -> dict[str, Any]:
         "samples": messages_to_dict(s.samples),
         "warning": s.warning,
         "sampling": s.sampling,
+        "tokens": s.tokens,
     }
 
 
 def _unpack(d: dict[str, Any]) -> Samples:
     msgs = [_as_ai(m) for m in messages_from_dict(d["samples"])]
-    return Samples(msgs, d.get("warning"), str(d.get("sampling", "")))
+    tokens = d.get("tokens")
+    return Samples(
+        msgs,
+        d.get("warning"),
+        str(d.get("sampling", "")),
+        tokens if isinstance(tokens, int) else None,
+    )
 
 
 class QValueSelectionNode(Runnable[Any, dict[str, Any]]):
@@ -709,11 +757,12 @@ class QValueSelectionNode(Runnable[Any, dict[str, Any]]):
             self.n_ignored = True
         elif self.n_ignored and s.sampling == "concurrent" and self.sampling == "auto":
             note = "the model ignores n; sampled with concurrent calls"
-            s = Samples(s.samples, _join(note, s.warning), s.sampling)
+            s = s._replace(warning=_join(note, s.warning))
         return s
 
     def _meta(self, meta: dict[str, Any], s: Samples) -> dict[str, Any]:
         meta["sampling"] = s.sampling
+        meta["tokens"] = s.tokens
         return _merge_warning(meta, s.warning)
 
     # -- sampling, durable under a checkpointer ---------------------------------------------
@@ -1498,8 +1547,10 @@ def _build_trajectory(et: EnvTools, task_id: str, messages: Sequence[BaseMessage
         if isinstance(m, AIMessage):
             sel = selection_of(m)
             calls += int(sel["n"]) if sel else 1
-            usage: dict[str, Any] = dict(m.usage_metadata or {})
-            tokens += int(usage.get("output_tokens", 0))
+            if sel and isinstance(sel.get("tokens"), int):
+                tokens += int(sel["tokens"])  # every sample's tokens, not the winner's alone
+            else:
+                tokens += _message_tokens(m) or 0
             if m.id:
                 by_id[m.id] = m
             for c in m.tool_calls:

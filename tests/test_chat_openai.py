@@ -179,6 +179,9 @@ Q = {"messages": [HumanMessage("Weather?")]}
 def _check(st: StandIn, scorer: Scorer, winner: AIMessage) -> None:
     meta = selection_of(winner)
     assert meta is not None and meta["n"] == 3 and meta["sampling"] == "n", meta
+    # ChatOpenAI copies the response's usage (21 tokens for 3 choices) onto each choice:
+    # the step's count is the response's, not 3 x 21
+    assert meta["tokens"] == 21
     assert [c["text"].count("get_weather") for c in meta["candidates"]] == [1, 1, 1]
     assert winner.tool_calls[0]["args"] == {"city": "Rome"}  # choices[2]: none was lost
     assert EXECUTED == ["Rome"]
@@ -250,6 +253,7 @@ def test_server_ignoring_n_falls_back_to_concurrent_samples_and_says_so(st: Stan
     meta = selection_of(winner)
     assert meta is not None and meta["n"] == 3 and meta["sampling"] == "n+concurrent"
     assert "returned 1 of 3 samples" in meta["warning"]
+    assert meta["tokens"] == 7 * 3  # the n call's one choice and two concurrent calls
     assert len(scorer.calls) == 1 and len(scorer.calls[0]) == 3  # three distinct candidates
     assert [b.get("n") for b in st.log[:3]] == [3, 1, 1]
     assert all(not b.get("stream") for b in st.log)
