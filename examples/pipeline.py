@@ -40,23 +40,33 @@ from agentq.types import Candidate, Context
 SCALES: dict[str, dict[str, Any]] = {
     "small": {
         "collect_policy": "keywords",
-        "collect_tasks": 150,
-        "iterations": 60,
-        "n": 4,
+        "collect_tasks": 0,
+        "iterations": 200,
+        "n": 5,
         "depth": 6,
         "rollout": "random",
         "scheme": "siblings",
         "margin": 0.1,
-        "val_fraction": 0.25,
-        "max_pairs": 48,
+        "val_fraction": 0.2,
+        "max_decisions": 400,
+        "max_val_pairs": 300,
         "beta": 0.1,
         "lr": 5e-4,
         "epochs": 1.0,
         "batch_size": 4,
-        "max_length": 384,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "target_modules": ["q_proj", "v_proj"],
+        "max_length": 512,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "target_modules": [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        "lora_layers": 8,
         "gradient_checkpointing": False,
         "eval_policy": "smollm2",
         "eval_tasks": 4,
@@ -75,7 +85,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "scheme": "best-path",
         "margin": 0.0,
         "val_fraction": 0.1,
-        "max_pairs": 0,
+        "max_decisions": 0,
+        "max_val_pairs": 0,
         "beta": 0.1,
         "lr": 5e-5,
         "epochs": 3.0,
@@ -84,6 +95,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "lora_r": 16,
         "lora_alpha": 32,
         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "lora_layers": 0,
         "gradient_checkpointing": True,
         "eval_policy": "smollm2",
         "eval_tasks": 0,
@@ -221,8 +233,50 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     }
 
 
+def select_decisions(
+    pairs: list[dict[str, Any]], max_decisions: int = 0, max_pairs: int = 0, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Every pair of a spread of decisions (a decision = one task's context and its siblings).
+
+    Decisions are ranked within a task by how reliable their Q estimates are (pairs whose two
+    actions were both visited at least 3 times, then the largest Q gap), and taken round robin
+    over the tasks in a seeded order, so a budget covers as many tasks as it can: first each
+    task's results-page choice, then its most reliable item-page choices. Stops at
+    ``max_decisions`` decisions or ``max_pairs`` pairs (0 = no limit).
+    """
+    by_task: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for p in pairs:
+        key = json.dumps(p["prompt"], sort_keys=True)
+        by_task.setdefault(str(p["task_id"]), {}).setdefault(key, []).append(p)
+
+    def rank(ps: list[dict[str, Any]]) -> tuple[int, int, float]:
+        reliable = sum(min(p["visits_chosen"], p["visits_rejected"]) >= 3 for p in ps)
+        gap = max(p["q_chosen"] - p["q_rejected"] for p in ps)
+        return (ps[0]["depth"] <= 1, reliable, gap)
+
+    queues = {t: sorted(ds.values(), key=rank, reverse=True) for t, ds in sorted(by_task.items())}
+    order = sorted(queues)
+    random.Random(seed).shuffle(order)
+    out: list[dict[str, Any]] = []
+    taken = 0
+    while any(queues[t] for t in order):
+        for t in order:
+            if not queues[t]:
+                continue
+            if (max_decisions and taken >= max_decisions) or (max_pairs and len(out) >= max_pairs):
+                return out
+            out.extend(queues[t].pop(0))
+            taken += 1
+    return out
+
+
 def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
-    """Step-level pairs from trees.jsonl -> pairs.jsonl (train pairs capped at ``max_pairs``)."""
+    """Step-level pairs from trees.jsonl -> pairs.jsonl (a budget of decisions, see below).
+
+    Training keeps every pair of up to ``max_decisions`` decisions of TRAIN-split tasks;
+    validation up to ``max_val_pairs`` pairs of decisions of the held-out validation tasks
+    (:func:`select_decisions` picks both). 0 keeps everything.
+    """
     from agentq.data.pairs import build_pairs, write_pairs
     from agentq.data.trees import read_trees
 
@@ -231,31 +285,13 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         trees, cfg["scheme"], margin=cfg["margin"], val_fraction=cfg["val_fraction"], seed=seed
     )
     n_all = len(pairs)
-    if cfg["max_pairs"]:
-        # keep the most informative pairs: both actions visited at least 3 times (a Q estimate
-        # from one rollout is noise), then the largest Q gap, then the most visited
-        def key(p: dict[str, Any]) -> tuple[bool, float, int]:
-            visits = min(p["visits_chosen"], p["visits_rejected"])
-            return (visits >= 3, p["q_chosen"] - p["q_rejected"], visits)
-
-        # ... spread over the decision depths (search query, product, option / buy), round robin
-        def spread(ps: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-            by_depth: dict[int, list[dict[str, Any]]] = {}
-            for p in sorted(ps, key=key, reverse=True):
-                by_depth.setdefault(p["depth"], []).append(p)
-            out: list[dict[str, Any]] = []
-            while len(out) < k and any(by_depth.values()):
-                for d in sorted(by_depth):
-                    if by_depth[d] and len(out) < k:
-                        out.append(by_depth[d].pop(0))
-            return out
-
-        train = [p for p in pairs if p["split"] == "train"]
-        val = [p for p in pairs if p["split"] == "validation"]
-        keep_val = max(1, round(cfg["max_pairs"] * cfg["val_fraction"])) if val else 0
-        pairs = spread(train, cfg["max_pairs"]) + spread(val, keep_val)
+    train = [p for p in pairs if p["split"] == "train"]
+    val = [p for p in pairs if p["split"] == "validation"]
+    train = select_decisions(train, max_decisions=cfg.get("max_decisions", 0), seed=seed)
+    val = select_decisions(val, max_pairs=cfg.get("max_val_pairs", 0), seed=seed)
+    pairs = train + val
     n = write_pairs(out / "pairs.jsonl", pairs, overwrite=True)
-    n_val = sum(p["split"] == "validation" for p in pairs)
+    n_val = len(val)
     print(
         f"pairs: {n_all} built, {n} kept (train {n - n_val}, validation {n_val}) -> {out / 'pairs.jsonl'}"
     )
@@ -264,6 +300,8 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         "kept": n,
         "train": n - n_val,
         "validation": n_val,
+        "train_tasks": len({p["task_id"] for p in train}),
+        "validation_tasks": len({p["task_id"] for p in val}),
         "scheme": cfg["scheme"],
         "margin": cfg["margin"],
     }
@@ -282,6 +320,8 @@ def stage_train(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         lora_r=cfg["lora_r"],
         lora_alpha=cfg["lora_alpha"],
         target_modules=tuple(cfg["target_modules"]),
+        lora_layers=cfg.get("lora_layers", 0),
+        gradient_checkpointing=cfg.get("gradient_checkpointing", False),
         seed=seed,
     )
     t0 = time.perf_counter()
