@@ -44,7 +44,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "iterations": 200,
         "n": 5,
         "depth": 6,
-        "rollout": "random",
+        "rollout": "policy",
+        "rollout_policy": "buy-now",
         "scheme": "siblings",
         "margin": 0.1,
         "val_fraction": 0.2,
@@ -181,6 +182,27 @@ class KeywordRandomProposer(BaseProposer):
         return out
 
 
+class BuyNowRollout(KeywordRandomProposer):
+    """The small scale's rollout policy: ``click[buy now]`` whenever it is valid, else uniform.
+
+    A simulation from a new leaf then values it by what buying there earns (on an item page:
+    the product with the options picked so far; elsewhere: a random walk to the first buy).
+    Uniform rollouts value an option click by a random walk that rarely buys afterwards, and
+    the trees then teach "buy now" over the right option (measured on 40 train tasks: buy now
+    preferred to a goal option in 96 of 96 pairs; with this rollout in 34 of 71).
+    """
+
+    spec = "keywords+buy-now-rollout"
+
+    def propose(
+        self, context: Context, n: int, *, valid_actions: Sequence[str] | None = None
+    ) -> list[Candidate]:
+        """``click[buy now]`` n times when valid, else the keywords policy's draws."""
+        if valid_actions and "click[buy now]" in valid_actions:
+            return [Candidate("click[buy now]") for _ in range(n)]
+        return super().propose(context, n, valid_actions=valid_actions)
+
+
 def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     """MCTS on the first ``collect_tasks`` TRAIN tasks -> trees.jsonl (resumable)."""
     from agentq.envs.webshop import WebShopEnv
@@ -198,6 +220,7 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         proposer: Any = KeywordRandomProposer(seed)
     else:
         proposer = resolve_policy(cfg["collect_policy"], seed=seed)
+    rollout_proposer = BuyNowRollout(seed) if cfg.get("rollout_policy") == "buy-now" else None
     mcts = MCTSConfig(
         iterations=cfg["iterations"],
         n=cfg["n"],
@@ -215,7 +238,8 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         trees,
         resume=trees.exists(),
         concurrency=4,
-        models={"policy": cfg["collect_policy"]},
+        rollout_proposer=rollout_proposer,
+        models={"policy": cfg["collect_policy"], "rollout": cfg.get("rollout_policy", "policy")},
         progress=True,
     )
     wall = time.perf_counter() - t0
