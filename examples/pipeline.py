@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentq.models.train import DEFAULT_TARGET_MODULES
 from agentq.protocols import FREE_TEXT, BaseProposer
 from agentq.types import Candidate, Context
 
@@ -47,6 +48,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "rollout": "policy",
         "rollout_policy": "buy-now",
         "scheme": "siblings",
+        "value": "max",
         "margin": 0.1,
         "val_fraction": 0.2,
         "max_decisions": 400,
@@ -58,15 +60,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "max_length": 512,
         "lora_r": 8,
         "lora_alpha": 16,
-        "target_modules": [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
+        "target_modules": list(DEFAULT_TARGET_MODULES),
         "lora_layers": 8,
         "gradient_checkpointing": False,
         "eval_policy": "smollm2",
@@ -309,7 +303,12 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
 
     trees = read_trees(out / "trees.jsonl")
     pairs = build_pairs(
-        trees, cfg["scheme"], margin=cfg["margin"], val_fraction=cfg["val_fraction"], seed=seed
+        trees,
+        cfg["scheme"],
+        margin=cfg["margin"],
+        val_fraction=cfg["val_fraction"],
+        seed=seed,
+        value=cfg.get("value", "mean"),
     )
     n_all = len(pairs)
     train = [p for p in pairs if p["split"] == "train"]
@@ -330,6 +329,7 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         "train_tasks": len({p["task_id"] for p in train}),
         "validation_tasks": len({p["task_id"] for p in val}),
         "scheme": cfg["scheme"],
+        "value": cfg.get("value", "mean"),
         "margin": cfg["margin"],
     }
 
