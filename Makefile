@@ -7,7 +7,7 @@ export OMP_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo eval-webshop test test-slow lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,15 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 demo: setup
 	$(VENV)/bin/agentq demo
+
+# The full WebShop evaluation of docs/eval.md (50 held-out test tasks, 5 methods at N = 5, ~1 h on
+# 2 CPU cores). Resumable: run it again after an interruption and finished episodes are kept.
+EVAL_OUT ?= runs/eval-webshop
+eval-webshop: setup
+	$(VENV)/bin/agentq eval --env webshop --split test --tasks 50 --policy smollm2 \
+		--qmodel agentq/eval/assets/qmodel_webshop --methods greedy,sample,random,majority,best-of-n \
+		--n 5 --max-steps 6 --temperature 1.0 --seed 0 --env-option instruction_search=true \
+		--policy-option max_length=512 --out $(EVAL_OUT) --resume
 
 lint: setup
 	$(VENV)/bin/ruff check .

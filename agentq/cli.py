@@ -353,6 +353,9 @@ def pairs(
         None, help="Minimum Q gap (default: 0 best-path, 0.1 siblings)."
     ),
     min_visits: int = typer.Option(1, help="siblings: minimum visits of both actions."),
+    value: str = typer.Option(
+        "mean", help="Q estimate: mean (MCTS mean return) or max (best return found below)."
+    ),
     val_fraction: float = typer.Option(0.1, help="Share of tasks in the validation split."),
     seed: int = typer.Option(0, help="Seed of the train/validation split."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
@@ -378,6 +381,7 @@ def pairs(
         min_visits=opts["min_visits"],
         val_fraction=opts["val_fraction"],
         seed=opts["seed"],
+        value=opts["value"],
     )
     n = write_pairs(opts["out"], ps, overwrite=opts["overwrite"])
     n_val = sum(p["split"] == "validation" for p in ps)

@@ -91,6 +91,7 @@ async def collect_task(
     config: MCTSConfig,
     *,
     rollout_scorer: Any = None,
+    rollout_proposer: Any = None,
     stats: MCTSStats | None = None,
 ) -> TaskTree:
     """One task's MCTS tree; a task that fails becomes a ``status="failed"`` tree with the reason.
@@ -99,7 +100,13 @@ async def collect_task(
     """
     try:
         return await run_mcts(
-            env, task_id, proposer, config, rollout_scorer=rollout_scorer, stats=stats
+            env,
+            task_id,
+            proposer,
+            config,
+            rollout_scorer=rollout_scorer,
+            rollout_proposer=rollout_proposer,
+            stats=stats,
         )
     except Exception as e:  # one task's failure is recorded, the run goes on
         return failed_tree(
@@ -177,12 +184,15 @@ async def acollect(
     overwrite: bool = False,
     concurrency: int = 16,
     rollout_scorer: Any = None,
+    rollout_proposer: Any = None,
     backend: CollectionBackend | None = None,
     models: dict[str, Any] | None = None,
     progress: bool = False,
     on_tree: Callable[[TaskTree], None] | None = None,
 ) -> CollectSummary:
     """Collect one MCTS tree per task; append each to ``out`` as soon as it is finished.
+
+    ``rollout_proposer`` plays the ``rollout="policy"`` simulations (default: ``proposer``).
 
     With ``resume`` the tasks already in ``out`` are skipped (a torn last line is dropped). A
     task whose proposer fails is written with ``status="failed"`` and the reason; the run goes on.
@@ -201,7 +211,13 @@ async def acollect(
         env = await pool.acquire()
         try:
             tree = await collect_task(
-                env, tid, proposer, config, rollout_scorer=rollout_scorer, stats=summary.stats
+                env,
+                tid,
+                proposer,
+                config,
+                rollout_scorer=rollout_scorer,
+                rollout_proposer=rollout_proposer,
+                stats=summary.stats,
             )
         finally:
             pool.release(env)

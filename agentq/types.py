@@ -30,7 +30,8 @@ class Candidate:
     count: int = 1
     """How many of the N samples produced this exact text (identical samples are merged)."""
     tokens: int | None = None
-    """Number of generated tokens, when known."""
+    """Number of generated tokens, when known. A local constrained proposer, which generates
+    little, puts the prompt and scoring tokens it computed on a request's first candidate."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""

@@ -170,7 +170,8 @@ def main() -> None:
             intermediate_size=2 * args.hidden,
         )
         qdir = save_tiny_qmodel(Path(tmp) / "q", base)
-        scorer = QValueScorer.from_pretrained(str(qdir), device=args.device)
+        # the prefix cache off: this measures batching (bench_cache.py measures the cache)
+        scorer = QValueScorer.from_pretrained(str(qdir), device=args.device, prefix_cache=False)
     print(
         f"model: tiny Llama, {args.layers} layers x {args.hidden} wide, random LoRA, {args.device}; "
         f"torch threads {torch.get_num_threads()}; {len(ACTIONS)} actions/request; "

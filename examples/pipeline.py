@@ -34,29 +34,34 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentq.models.train import DEFAULT_TARGET_MODULES
 from agentq.protocols import FREE_TEXT, BaseProposer
 from agentq.types import Candidate, Context
 
 SCALES: dict[str, dict[str, Any]] = {
     "small": {
         "collect_policy": "keywords",
-        "collect_tasks": 150,
-        "iterations": 60,
-        "n": 4,
+        "collect_tasks": 0,
+        "iterations": 200,
+        "n": 5,
         "depth": 6,
-        "rollout": "random",
+        "rollout": "policy",
+        "rollout_policy": "buy-now",
         "scheme": "siblings",
+        "value": "max",
         "margin": 0.1,
-        "val_fraction": 0.25,
-        "max_pairs": 48,
+        "val_fraction": 0.2,
+        "max_decisions": 400,
+        "max_val_pairs": 300,
         "beta": 0.1,
         "lr": 5e-4,
         "epochs": 1.0,
         "batch_size": 4,
-        "max_length": 384,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "target_modules": ["q_proj", "v_proj"],
+        "max_length": 512,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "target_modules": list(DEFAULT_TARGET_MODULES),
+        "lora_layers": 8,
         "gradient_checkpointing": False,
         "eval_policy": "smollm2",
         "eval_tasks": 4,
@@ -75,7 +80,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "scheme": "best-path",
         "margin": 0.0,
         "val_fraction": 0.1,
-        "max_pairs": 0,
+        "max_decisions": 0,
+        "max_val_pairs": 0,
         "beta": 0.1,
         "lr": 5e-5,
         "epochs": 3.0,
@@ -84,6 +90,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "lora_r": 16,
         "lora_alpha": 32,
         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "lora_layers": 0,
         "gradient_checkpointing": True,
         "eval_policy": "smollm2",
         "eval_tasks": 0,
@@ -169,6 +176,27 @@ class KeywordRandomProposer(BaseProposer):
         return out
 
 
+class BuyNowRollout(KeywordRandomProposer):
+    """The small scale's rollout policy: ``click[buy now]`` whenever it is valid, else uniform.
+
+    A simulation from a new leaf then values it by what buying there earns (on an item page:
+    the product with the options picked so far; elsewhere: a random walk to the first buy).
+    Uniform rollouts value an option click by a random walk that rarely buys afterwards, and
+    the trees then teach "buy now" over the right option (measured on 40 train tasks: buy now
+    preferred to a goal option in 96 of 96 pairs; with this rollout in 34 of 71).
+    """
+
+    spec = "keywords+buy-now-rollout"
+
+    def propose(
+        self, context: Context, n: int, *, valid_actions: Sequence[str] | None = None
+    ) -> list[Candidate]:
+        """``click[buy now]`` n times when valid, else the keywords policy's draws."""
+        if valid_actions and "click[buy now]" in valid_actions:
+            return [Candidate("click[buy now]") for _ in range(n)]
+        return super().propose(context, n, valid_actions=valid_actions)
+
+
 def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     """MCTS on the first ``collect_tasks`` TRAIN tasks -> trees.jsonl (resumable)."""
     from agentq.envs.webshop import WebShopEnv
@@ -186,6 +214,7 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         proposer: Any = KeywordRandomProposer(seed)
     else:
         proposer = resolve_policy(cfg["collect_policy"], seed=seed)
+    rollout_proposer = BuyNowRollout(seed) if cfg.get("rollout_policy") == "buy-now" else None
     mcts = MCTSConfig(
         iterations=cfg["iterations"],
         n=cfg["n"],
@@ -203,7 +232,8 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         trees,
         resume=trees.exists(),
         concurrency=4,
-        models={"policy": cfg["collect_policy"]},
+        rollout_proposer=rollout_proposer,
+        models={"policy": cfg["collect_policy"], "rollout": cfg.get("rollout_policy", "policy")},
         progress=True,
     )
     wall = time.perf_counter() - t0
@@ -211,51 +241,83 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         f"collect: {s.tasks} tasks (skipped {s.skipped}), {s.nodes} nodes, mean best reward "
         f"{s.mean_best_reward:.3f}, {wall:.1f}s -> {trees}"
     )
+    from agentq.data.trees import read_trees
+
+    every = read_trees(trees)  # the whole file, also what earlier (resumed) runs wrote
     return {
         "tasks": list(tasks),
-        "nodes": s.nodes,
-        "mean_best_reward": s.mean_best_reward,
+        "nodes": sum(len(t.nodes) for t in every),
+        "mean_best_reward": sum(t.best_reward for t in every) / max(len(every), 1),
         "wall_s": round(wall, 1),
         "mcts": mcts.to_dict(),
         "policy": cfg["collect_policy"],
     }
 
 
+def select_decisions(
+    pairs: list[dict[str, Any]], max_decisions: int = 0, max_pairs: int = 0, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Every pair of a spread of decisions (a decision = one task's context and its siblings).
+
+    Decisions are ranked within a task by how reliable their Q estimates are (pairs whose two
+    actions were both visited at least 3 times, then the largest Q gap), and taken round robin
+    over the tasks in a seeded order, so a budget covers as many tasks as it can: first each
+    task's results-page choice, then its most reliable item-page choices. Stops at
+    ``max_decisions`` decisions or ``max_pairs`` pairs (0 = no limit).
+    """
+    by_task: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for p in pairs:
+        key = json.dumps(p["prompt"], sort_keys=True)
+        by_task.setdefault(str(p["task_id"]), {}).setdefault(key, []).append(p)
+
+    def rank(ps: list[dict[str, Any]]) -> tuple[int, int, float]:
+        reliable = sum(min(p["visits_chosen"], p["visits_rejected"]) >= 3 for p in ps)
+        gap = max(p["q_chosen"] - p["q_rejected"] for p in ps)
+        return (ps[0]["depth"] <= 1, reliable, gap)
+
+    queues = {t: sorted(ds.values(), key=rank, reverse=True) for t, ds in sorted(by_task.items())}
+    order = sorted(queues)
+    random.Random(seed).shuffle(order)
+    out: list[dict[str, Any]] = []
+    taken = 0
+    while any(queues[t] for t in order):
+        for t in order:
+            if not queues[t]:
+                continue
+            if (max_decisions and taken >= max_decisions) or (max_pairs and len(out) >= max_pairs):
+                return out
+            out.extend(queues[t].pop(0))
+            taken += 1
+    return out
+
+
 def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
-    """Step-level pairs from trees.jsonl -> pairs.jsonl (train pairs capped at ``max_pairs``)."""
+    """Step-level pairs from trees.jsonl -> pairs.jsonl (a budget of decisions, see below).
+
+    Training keeps every pair of up to ``max_decisions`` decisions of TRAIN-split tasks;
+    validation up to ``max_val_pairs`` pairs of decisions of the held-out validation tasks
+    (:func:`select_decisions` picks both). 0 keeps everything.
+    """
     from agentq.data.pairs import build_pairs, write_pairs
     from agentq.data.trees import read_trees
 
     trees = read_trees(out / "trees.jsonl")
     pairs = build_pairs(
-        trees, cfg["scheme"], margin=cfg["margin"], val_fraction=cfg["val_fraction"], seed=seed
+        trees,
+        cfg["scheme"],
+        margin=cfg["margin"],
+        val_fraction=cfg["val_fraction"],
+        seed=seed,
+        value=cfg.get("value", "mean"),
     )
     n_all = len(pairs)
-    if cfg["max_pairs"]:
-        # keep the most informative pairs: both actions visited at least 3 times (a Q estimate
-        # from one rollout is noise), then the largest Q gap, then the most visited
-        def key(p: dict[str, Any]) -> tuple[bool, float, int]:
-            visits = min(p["visits_chosen"], p["visits_rejected"])
-            return (visits >= 3, p["q_chosen"] - p["q_rejected"], visits)
-
-        # ... spread over the decision depths (search query, product, option / buy), round robin
-        def spread(ps: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-            by_depth: dict[int, list[dict[str, Any]]] = {}
-            for p in sorted(ps, key=key, reverse=True):
-                by_depth.setdefault(p["depth"], []).append(p)
-            out: list[dict[str, Any]] = []
-            while len(out) < k and any(by_depth.values()):
-                for d in sorted(by_depth):
-                    if by_depth[d] and len(out) < k:
-                        out.append(by_depth[d].pop(0))
-            return out
-
-        train = [p for p in pairs if p["split"] == "train"]
-        val = [p for p in pairs if p["split"] == "validation"]
-        keep_val = max(1, round(cfg["max_pairs"] * cfg["val_fraction"])) if val else 0
-        pairs = spread(train, cfg["max_pairs"]) + spread(val, keep_val)
+    train = [p for p in pairs if p["split"] == "train"]
+    val = [p for p in pairs if p["split"] == "validation"]
+    train = select_decisions(train, max_decisions=cfg.get("max_decisions", 0), seed=seed)
+    val = select_decisions(val, max_pairs=cfg.get("max_val_pairs", 0), seed=seed)
+    pairs = train + val
     n = write_pairs(out / "pairs.jsonl", pairs, overwrite=True)
-    n_val = sum(p["split"] == "validation" for p in pairs)
+    n_val = len(val)
     print(
         f"pairs: {n_all} built, {n} kept (train {n - n_val}, validation {n_val}) -> {out / 'pairs.jsonl'}"
     )
@@ -264,7 +326,10 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         "kept": n,
         "train": n - n_val,
         "validation": n_val,
+        "train_tasks": len({p["task_id"] for p in train}),
+        "validation_tasks": len({p["task_id"] for p in val}),
         "scheme": cfg["scheme"],
+        "value": cfg.get("value", "mean"),
         "margin": cfg["margin"],
     }
 
@@ -282,6 +347,8 @@ def stage_train(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         lora_r=cfg["lora_r"],
         lora_alpha=cfg["lora_alpha"],
         target_modules=tuple(cfg["target_modules"]),
+        lora_layers=cfg.get("lora_layers", 0),
+        gradient_checkpointing=cfg.get("gradient_checkpointing", False),
         seed=seed,
     )
     t0 = time.perf_counter()
@@ -347,11 +414,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     prov_path = args.out / "provenance.json"
     prov: dict[str, Any] = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    command = shlex.join(
+        ["python", "examples/pipeline.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    # every invocation that wrote into this run directory, in order (stages may run apart)
+    commands = list(prov.get("commands") or ([prov["command"]] if "command" in prov else []))
     prov.update(
         {
-            "command": shlex.join(
-                ["python", "examples/pipeline.py", *(argv if argv is not None else sys.argv[1:])]
-            ),
+            "command": command,
+            "commands": [*commands, command],
             "scale": args.scale,
             "config": cfg,
             "seed": args.seed,
@@ -381,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         ship = {
             k: prov[k]
-            for k in ("command", "scale", "config", "seed", "pairs", "train")
+            for k in ("command", "commands", "scale", "config", "seed", "pairs", "train")
             if k in prov
         }
         if "collect" in prov:

@@ -395,6 +395,11 @@ class LocalChatModel(BaseChatModel):
     :func:`agentq.models.loading.load_causal_lm` (``device``/``dtype`` automatic unless set);
     :meth:`from_pretrained_objects` wraps an already loaded model and tokenizer. Each generation's
     ``response_metadata`` holds ``logprob`` (sum of the sampled tokens' log-probs) and ``tokens``.
+
+    ``prefix_cache`` (default True) starts each ``generate`` from the longest prefix of the
+    prompt already computed (:mod:`agentq.models.prefix_cache`, the process-wide cache, shared
+    with agentq's other local models); ``cache_bytes`` sets its budget. The same seed gives the
+    same samples either way. Streaming runs uncached.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -410,6 +415,10 @@ class LocalChatModel(BaseChatModel):
     seed: int | None = None
     max_input_tokens: int = 2048
     """Prompts longer than this are cut from the left."""
+    prefix_cache: bool = True
+    """Reuse cached prompt prefixes (the process-wide prefix cache) in ``generate``."""
+    cache_bytes: int | str | None = None
+    """Budget of the prefix cache (a positive size such as ``"512MiB"``; None: as it is)."""
 
     _lm: Any = PrivateAttr(default=None)
     _tok: Any = PrivateAttr(default=None)
@@ -552,15 +561,28 @@ class LocalChatModel(BaseChatModel):
         input_ids = torch.tensor([ids], device=lm.device)
         n = max(1, s["n"])
         greedy = s["temperature"] <= 0
+        from agentq.models.prefix_cache import cached_generate, resolve_prefix_cache
+
+        cache = resolve_prefix_cache(self.prefix_cache, self.cache_bytes)
         with torch.inference_mode():
-            out = lm.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                num_return_sequences=1 if greedy else n,
-                return_dict_in_generate=True,
-                output_scores=True,
-                **self._gen_kwargs(s, tok, stop),
-            )
+            if cache is not None:  # n copies of one prompt: the same draws as num_return_sequences
+                out = cached_generate(
+                    lm,
+                    ids,
+                    1 if greedy else n,
+                    cache=cache,
+                    output_scores=True,
+                    **self._gen_kwargs(s, tok, stop),
+                )
+            else:
+                out = lm.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    num_return_sequences=1 if greedy else n,
+                    return_dict_in_generate=True,
+                    output_scores=True,
+                    **self._gen_kwargs(s, tok, stop),
+                )
             scores = lm.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
         gens = []
         eos = {tok.eos_token_id, tok.pad_token_id}

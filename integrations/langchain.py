@@ -29,6 +29,7 @@ from agentq.integrations.langgraph import (
     OnError,
     aselect,
     candidate_config,
+    sample_tokens,
     select_sync,
     to_openai_messages,
     with_selection,
@@ -186,6 +187,7 @@ class QValueMiddleware(AgentMiddleware[QValueState, Any, Any]):
         responses, warn = _usable(results, self.n)
         samples = [_ai_of(r)[1] for r in responses]
         index, meta = select_sync(samples, self._context(request), self.scorer, self.on_error)
+        meta.update(sampling="concurrent", tokens=sample_tokens(samples))
         return self._result(responses, index, meta, warn)
 
     async def awrap_model_call(
@@ -208,6 +210,7 @@ class QValueMiddleware(AgentMiddleware[QValueState, Any, Any]):
         responses, warn = _usable(results, self.n)
         samples = [_ai_of(r)[1] for r in responses]
         index, meta = await aselect(samples, self._context(request), self.scorer, self.on_error)
+        meta.update(sampling="concurrent", tokens=sample_tokens(samples))
         return self._result(responses, index, meta, warn)
 
 

@@ -370,6 +370,43 @@ class Samples(NamedTuple):
     samples: list[AIMessage]
     warning: str | None
     sampling: str
+    tokens: int | None = None
+    """Tokens generated for all the samples, when the model reports them (``usage``)."""
+
+
+def _message_tokens(msg: AIMessage) -> int | None:
+    usage: dict[str, Any] = dict(msg.usage_metadata or {})
+    out = usage.get("output_tokens")
+    if isinstance(out, int):
+        return out
+    meta = (msg.response_metadata or {}).get("tokens")
+    return meta if isinstance(meta, int) else None
+
+
+def sample_tokens(msgs: Sequence[AIMessage]) -> int | None:
+    """Tokens of separately generated messages (None when none reports any)."""
+    counts = [t for t in (_message_tokens(m) for m in msgs) if t is not None]
+    return sum(counts) if counts else None
+
+
+def _n_call_tokens(result: Any, got: Sequence[AIMessage]) -> int | None:
+    """Tokens of one ``n`` call: the response's ``completion_tokens`` when the provider gives
+    it (``ChatOpenAI`` copies the whole response's usage onto every choice, so summing the
+    choices would count it ``n`` times), else the per-generation counts."""
+    usage = (getattr(result, "llm_output", None) or {}).get("token_usage") or {}
+    total = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if isinstance(total, int) and not isinstance(total, bool):
+        return total
+    per = [(m.response_metadata or {}).get("tokens") for m in got]
+    if per and all(isinstance(t, int) for t in per):
+        return sum(per)  # type: ignore[arg-type]
+    if len(got) == 1:
+        return _message_tokens(got[0])
+    return None
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
 
 
 def _join(*warnings: str | None) -> str | None:
@@ -435,7 +472,8 @@ def sample_sync(
     with _scope(cfg):
         if not _use_n(model, sampling):
             results = model.batch([msgs] * n, cfg, return_exceptions=True)
-            return Samples(*_gather_errors(results, n), "concurrent")
+            got, warn = _gather_errors(results, n)
+            return Samples(got, warn, "concurrent", sample_tokens(got))
         chat, kwargs = _unwrap(model)
         assert chat is not None
         result = chat.generate(
@@ -447,11 +485,12 @@ def sample_sync(
         )
         got = [_as_ai(getattr(g, "message", g)) for g in result.generations[0]][:n]
         if len(got) >= n:
-            return Samples(got, None, "n")
+            return Samples(got, None, "n", _n_call_tokens(result, got))
         short = _short_warning(len(got), n)
         more = _single(model).batch([msgs] * (n - len(got)), cfg, return_exceptions=True)
     samples, warn = _gather_errors([*got, *more], n)
-    return Samples(samples, _join(short, warn), "n+concurrent")
+    tokens = _add(_n_call_tokens(result, got), sample_tokens(samples[len(got) :]))
+    return Samples(samples, _join(short, warn), "n+concurrent", tokens)
 
 
 async def asample(
@@ -469,7 +508,8 @@ async def asample(
     with _scope(cfg):
         if not _use_n(model, sampling):
             results = await model.abatch([msgs] * n, cfg, return_exceptions=True)
-            return Samples(*_gather_errors(results, n), "concurrent")
+            got, warn = _gather_errors(results, n)
+            return Samples(got, warn, "concurrent", sample_tokens(got))
         chat, kwargs = _unwrap(model)
         assert chat is not None
         result = await chat.agenerate(
@@ -481,11 +521,12 @@ async def asample(
         )
         got = [_as_ai(getattr(g, "message", g)) for g in result.generations[0]][:n]
         if len(got) >= n:
-            return Samples(got, None, "n")
+            return Samples(got, None, "n", _n_call_tokens(result, got))
         short = _short_warning(len(got), n)
         more = await _single(model).abatch([msgs] * (n - len(got)), cfg, return_exceptions=True)
     samples, warn = _gather_errors([*got, *more], n)
-    return Samples(samples, _join(short, warn), "n+concurrent")
+    tokens = _add(_n_call_tokens(result, got), sample_tokens(samples[len(got) :]))
+    return Samples(samples, _join(short, warn), "n+concurrent", tokens)
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,12 +602,19 @@ def _pack(s: Samples) -> dict[str, Any]:
         "samples": messages_to_dict(s.samples),
         "warning": s.warning,
         "sampling": s.sampling,
+        "tokens": s.tokens,
     }
 
 
 def _unpack(d: dict[str, Any]) -> Samples:
     msgs = [_as_ai(m) for m in messages_from_dict(d["samples"])]
-    return Samples(msgs, d.get("warning"), str(d.get("sampling", "")))
+    tokens = d.get("tokens")
+    return Samples(
+        msgs,
+        d.get("warning"),
+        str(d.get("sampling", "")),
+        tokens if isinstance(tokens, int) else None,
+    )
 
 
 class QValueSelectionNode(Runnable[Any, dict[str, Any]]):
@@ -709,11 +757,12 @@ class QValueSelectionNode(Runnable[Any, dict[str, Any]]):
             self.n_ignored = True
         elif self.n_ignored and s.sampling == "concurrent" and self.sampling == "auto":
             note = "the model ignores n; sampled with concurrent calls"
-            s = Samples(s.samples, _join(note, s.warning), s.sampling)
+            s = s._replace(warning=_join(note, s.warning))
         return s
 
     def _meta(self, meta: dict[str, Any], s: Samples) -> dict[str, Any]:
         meta["sampling"] = s.sampling
+        meta["tokens"] = s.tokens
         return _merge_warning(meta, s.warning)
 
     # -- sampling, durable under a checkpointer ---------------------------------------------
@@ -894,6 +943,36 @@ def _structured_model(model: Runnable[Any, Any], schema: Any) -> Runnable[Any, A
         ) from e
 
 
+_UNSUPPORTED_HINTS = {
+    "config_schema": "LangGraph replaced it with context_schema",
+    "context": "pass the run-time context to invoke/stream (context=...), not to the factory",
+}
+
+
+def _check_unsupported(extra: dict[str, Any], middleware: Sequence[Any], fmt: Any) -> None:
+    """One clear ``TypeError`` at construction for what :func:`create_q_agent` cannot honour."""
+    if extra:
+        hints = [f"{k} ({_UNSUPPORTED_HINTS[k]})" if k in _UNSUPPORTED_HINTS else k for k in extra]
+        raise TypeError(
+            f"create_q_agent does not support {', '.join(hints)}; docs/langgraph.md lists the "
+            "arguments of create_react_agent and create_agent it takes"
+        )
+    if middleware:
+        raise TypeError(
+            "create_q_agent takes no middleware: with middleware, build the agent with "
+            "langchain.agents.create_agent(model, tools, middleware=[QValueMiddleware(scorer, "
+            "n), ...]) (agentq.integrations.langchain)"
+        )
+    from langchain.agents.structured_output import AutoStrategy, ProviderStrategy, ToolStrategy
+
+    if isinstance(fmt, (ToolStrategy, ProviderStrategy, AutoStrategy)):
+        raise TypeError(
+            f"create_q_agent's response_format is create_react_agent's (a schema, or "
+            f"(prompt, schema)), not create_agent's {type(fmt).__name__}: pass the schema "
+            "itself, or use create_agent with QValueMiddleware"
+        )
+
+
 def create_q_agent(
     model: BaseChatModel | Runnable[Any, Any] | str,
     tools: Sequence[BaseTool | Callable[..., Any] | dict[str, Any]] | Any,
@@ -913,16 +992,25 @@ def create_q_agent(
     debug: bool = False,
     version: Literal["v1", "v2"] = "v2",
     name: str | None = None,
+    system_prompt: str | SystemMessage | None = None,
+    middleware: Sequence[Any] = (),
+    cache: Any = None,
+    transformers: Sequence[Any] | None = None,
     tool_choice: Any = None,
     on_error: OnError = "raise",
     sampling: Sampling = "auto",
     hide_candidates: bool = False,
+    **unsupported: Any,
 ) -> Any:
     """A ReAct agent graph whose model node is the Q-value selection node; compiled.
 
-    It takes the arguments of LangGraph's ``create_react_agent`` with the same meaning, plus
-    the selection's (``scorer``, ``n``, ``tool_choice``, ``on_error``, ``sampling``,
-    ``hide_candidates``); docs/langgraph.md has the parity table. Nodes: ``"agent"`` (the
+    It takes the arguments of LangGraph's ``create_react_agent`` with the same meaning, those
+    of LangChain's ``create_agent`` it can honour (``system_prompt``, ``cache``,
+    ``transformers``), plus the selection's (``scorer``, ``n``, ``tool_choice``, ``on_error``,
+    ``sampling``, ``hide_candidates``); docs/langgraph.md has the parity table. An argument
+    it cannot honour (``middleware``, a ``ToolStrategy``/``ProviderStrategy`` response format,
+    a model chosen at run time, ``create_react_agent``'s removed ``config_schema``) is a
+    ``TypeError`` here, at construction. Nodes: ``"agent"`` (the
     :class:`QValueSelectionNode`), ``"tools"`` (a ``ToolNode``), and ``"pre_model_hook"``,
     ``"post_model_hook"``, ``"generate_structured_response"`` when asked for.
 
@@ -950,13 +1038,25 @@ def create_q_agent(
         version: ``"v2"`` (default, as in LangGraph): each tool call of the winning turn is
             its own task (``Send``), so an ``interrupt()`` in one call does not re-run the
             others on resume; ``"v1"``: one ``ToolNode`` task runs all calls.
-        checkpointer, store, interrupt_before, interrupt_after, debug, name: passed to
-            ``compile`` (``name`` also names the winner message, as LangGraph does).
+        checkpointer, store, interrupt_before, interrupt_after, debug, name, cache,
+            transformers: passed to ``compile`` (``name`` also names the winner message, as
+            LangGraph does).
+        system_prompt: ``create_agent``'s name for a str / ``SystemMessage`` prompt (give
+            ``prompt`` or ``system_prompt``, not both).
+        middleware: not supported (``TypeError``): with middleware, use
+            ``create_agent(..., middleware=[QValueMiddleware(scorer, n), ...])``.
     """
     from langgraph.prebuilt import ToolNode
     from langgraph.prebuilt.tool_node import ToolCallWithContext
     from langgraph.types import Send
 
+    _check_unsupported(unsupported, middleware, response_format)
+    if system_prompt is not None:
+        if prompt is not None:
+            raise ValueError("give prompt or system_prompt, not both")
+        if not isinstance(system_prompt, (str, SystemMessage)):
+            raise TypeError("system_prompt must be a str or a SystemMessage")
+        prompt = system_prompt
     if version not in ("v1", "v2"):
         raise ValueError(f"version must be 'v1' or 'v2', not {version!r}")
     if not isinstance(model, (str, Runnable)) and callable(model):
@@ -1131,6 +1231,8 @@ def create_q_agent(
         interrupt_after=interrupt_after,
         debug=debug,
         name=name or "q_agent",
+        cache=cache,
+        transformers=transformers,
     )
 
 
@@ -1445,8 +1547,10 @@ def _build_trajectory(et: EnvTools, task_id: str, messages: Sequence[BaseMessage
         if isinstance(m, AIMessage):
             sel = selection_of(m)
             calls += int(sel["n"]) if sel else 1
-            usage: dict[str, Any] = dict(m.usage_metadata or {})
-            tokens += int(usage.get("output_tokens", 0))
+            if sel and isinstance(sel.get("tokens"), int):
+                tokens += int(sel["tokens"])  # every sample's tokens, not the winner's alone
+            else:
+                tokens += _message_tokens(m) or 0
             if m.id:
                 by_id[m.id] = m
             for c in m.tool_calls:

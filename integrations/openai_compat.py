@@ -30,7 +30,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -469,6 +469,22 @@ def _choice_candidate(choice: dict[str, Any]) -> Candidate:
     return Candidate(text=text, logprob=logprob, tokens=tokens)
 
 
+def _with_usage(cands: list[Candidate], usage: Any) -> list[Candidate]:
+    """Fill ``tokens`` from the response's ``usage.completion_tokens`` where the log-probs did
+    not count them: one choice gets the whole count; several share what the counted ones leave
+    (split evenly, so the step's total is the server's)."""
+    total = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    unknown = [i for i, c in enumerate(cands) if c.tokens is None]
+    if not unknown or not isinstance(total, int) or isinstance(total, bool):
+        return cands
+    left = max(0, total - sum(c.tokens or 0 for c in cands))
+    share, extra = divmod(left, len(unknown))
+    out = list(cands)
+    for j, i in enumerate(unknown):
+        out[i] = replace(cands[i], tokens=share + (1 if j < extra else 0))
+    return out
+
+
 class OpenAIProposer(BaseProposer):
     """Proposes actions with an OpenAI-compatible chat completions endpoint (vLLM, TGI, ...).
 
@@ -596,7 +612,7 @@ class OpenAIProposer(BaseProposer):
             else:
                 raise
         choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-        return [_choice_candidate(c) for c in choices]
+        return _with_usage([_choice_candidate(c) for c in choices], data.get("usage"))
 
     async def _parallel(
         self, model: str, context: Context, k: int, seed: int | None

@@ -7,6 +7,11 @@ The server is a FastAPI app (:func:`create_app`) around any Scorer with ``score_
 * ``POST /v1/score_batch`` ``{"items": [{"context", "actions"}, ...]}`` -> ``{"scores": [[...], ...]}``
 * ``GET /health`` (no token needed) and ``GET /metrics`` (requests, statuses, batch sizes,
   queue depth, latency p50/p90/p99).
+* ``GET /stats``: the scorer's prefix-cache use (hits, misses, hit rate, tokens reused and
+  computed, cache bytes, peak bytes, budget; ``{"prefix_cache": null}`` for a scorer without
+  one). Consecutive steps of one agent send contexts that extend the previous one, so a local
+  Q-model's cache reuses each earlier step's KV across requests. ``/health`` carries the hit
+  rate and bytes too.
 
 Dynamic batching: requests wait in a bounded queue; the batcher takes the first one, waits up
 to ``batch_window_ms`` for more (or until ``max_batch`` are queued) and scores them all with one
@@ -688,15 +693,45 @@ def create_app(
         """Score several items: ``{"items": [{"context": [...], "actions": [...]}, ...]}``."""
         return await handle(request, batch=True)
 
+    def cache_stats() -> dict[str, Any] | None:
+        fn = getattr(scorer, "stats", None)
+        if not callable(fn):
+            return None
+        try:
+            d = fn()
+        except Exception:  # noqa: BLE001 - stats are informative, never fail a route
+            return None
+        return d if isinstance(d, dict) else None
+
     @app.get("/health")
     async def health() -> Any:
-        """Liveness: status, model, queue depth (no token needed)."""
-        return {
+        """Liveness: status, model, queue depth, prefix-cache summary (no token needed)."""
+        out: dict[str, Any] = {
             "status": "draining" if batcher.closing else "ok",
             "model": model_name,
             "queued": batcher.queued,
             "batching": cfg.max_batch > 1,
         }
+        st = cache_stats()
+        if st is not None:
+            cache = st.get("cache") or {}
+            out["prefix_cache"] = {
+                "hit_rate": st.get("hit_rate"),
+                "tokens_reused": st.get("tokens_reused"),
+                "tokens_computed": st.get("tokens_computed"),
+                "bytes": cache.get("bytes"),
+                "budget_bytes": cache.get("budget_bytes"),
+            }
+        return out
+
+    @app.get("/stats")
+    async def get_stats(request: Request) -> Any:
+        """The scorer's prefix-cache statistics (``stats()``), or null when it has none."""
+        try:
+            check_token(request)
+        except _HTTPProblem as e:
+            return problem(e.status, e.message, e.headers)
+        return {"model": model_name, "prefix_cache": cache_stats()}
 
     @app.get("/metrics")
     async def get_metrics(request: Request) -> Any:
@@ -1015,6 +1050,14 @@ class RemoteScorer(BaseScorer):
     def metrics(self) -> dict[str, Any]:
         """Sync twin of :meth:`ametrics`."""
         return self.http.run(self.ametrics())
+
+    async def astats(self) -> dict[str, Any]:
+        """``GET /stats``: the served scorer's prefix-cache statistics."""
+        return await self.http.get("/stats")
+
+    def stats(self) -> dict[str, Any]:
+        """Sync twin of :meth:`astats`."""
+        return self.http.run(self.astats())
 
     async def aclose(self) -> None:
         """Close the connection pool of the running loop."""

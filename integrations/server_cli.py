@@ -14,7 +14,9 @@ from agentq.cli import cli_command
 from agentq.errors import UserInputError
 
 
-def _build_scorer(qmodel: Path | None, scorer: str, device: str | None) -> Any:
+def _build_scorer(
+    qmodel: Path | None, scorer: str, device: str | None, cache_bytes: str | None = None
+) -> Any:
     if (qmodel is None) == (not scorer):
         raise UserInputError("give exactly one of --qmodel DIR or --scorer SPEC")
     if qmodel is not None:
@@ -25,6 +27,8 @@ def _build_scorer(qmodel: Path | None, scorer: str, device: str | None) -> Any:
         kw: dict[str, Any] = {}
         if device:
             kw["device"] = device
+        if cache_bytes:
+            kw["cache_bytes"] = cache_bytes
         s = QValueScorer.from_pretrained(str(qmodel), **kw)
         if not getattr(s, "spec", ""):
             s.spec = f"qmodel:{qmodel}"
@@ -33,6 +37,10 @@ def _build_scorer(qmodel: Path | None, scorer: str, device: str | None) -> Any:
 
     if scorer.startswith("remote:"):
         raise UserInputError("serving a remote: scorer would only proxy it; serve the model itself")
+    if cache_bytes:  # any local model of the spec uses the process-wide cache by default
+        from agentq.models.prefix_cache import shared_prefix_cache
+
+        shared_prefix_cache(cache_bytes)
     return resolve_scorer(scorer)
 
 
@@ -79,12 +87,24 @@ def register(app: typer.Typer) -> None:
             60, help="Seconds to finish in-flight work on shutdown."
         ),
         log_level: str = typer.Option("info", help="uvicorn log level."),
+        cache_bytes: str | None = typer.Option(
+            None,
+            help="Budget of the prefix (KV) cache that reuses each agent's earlier context "
+            "across requests, e.g. 512MiB or 2GB (default 512MiB).",
+        ),
     ) -> None:
-        """Serve a Q-model over HTTP: POST /v1/score, GET /health, GET /metrics."""
+        """Serve a Q-model over HTTP: POST /v1/score, GET /health, GET /metrics, GET /stats."""
         if max_context_tokens < 0:
             raise UserInputError(f"--max-context-tokens must be >= 0, not {max_context_tokens}")
         if not 0 < port < 65536:
             raise UserInputError(f"--port must be between 1 and 65535, not {port}")
+        if cache_bytes is not None:
+            from agentq.models.prefix_cache import parse_cache_bytes
+
+            try:
+                parse_cache_bytes(cache_bytes)
+            except UserInputError as e:
+                raise UserInputError(f"--cache-bytes: {e}") from e
         from agentq.integrations.server import LOOPBACK, ServerConfig, create_app
         from agentq.integrations.server import serve as run_server
 
@@ -108,7 +128,7 @@ def register(app: typer.Typer) -> None:
                 "can use the model (set --token or AGENTQ_SERVE_TOKEN)",
                 err=True,
             )
-        model = _build_scorer(qmodel, scorer, device)
+        model = _build_scorer(qmodel, scorer, device, cache_bytes)
         app_ = create_app(model, cfg)
         typer.echo(
             f"agentq serve: {getattr(model, 'spec', '') or type(model).__name__} on "

@@ -721,6 +721,13 @@ def test_local_chat_model_in_create_q_agent_rollout(door_lm):
     traj = res.trajectories[0]
     assert traj.error is None and len(traj.steps) == 1
     assert best in traj.steps[0].action and res.success_rate == 1.0
+    # the step's tokens are every sample's (LocalChatModel reports them), not the winner's alone
+    first = next(iter(agent.stream({"messages": tools.reset(task)}, stream_mode="updates")))
+    winner = first["agent"]["messages"][0]  # the first step only (the agent would go on)
+    sel = selection_of(winner)
+    assert sel is not None and sel["n"] == 3
+    assert sel["tokens"] > (winner.usage_metadata or {})["output_tokens"] > 0
+    assert traj.tokens > (winner.usage_metadata or {})["output_tokens"]
 
 
 class VerbDoorModel(DoorModel):

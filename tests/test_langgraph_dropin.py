@@ -268,6 +268,22 @@ def test_sibling_tool_call_runs_once_when_the_other_interrupts(as_tool_node):
     ]
 
 
+@pytest.mark.parametrize("with_hook", [False, True])
+async def test_sibling_tool_call_runs_once_when_the_other_interrupts_async(with_hook):
+    RUNS.clear()
+    model = ScriptedChatModel(tool_turn=list(TWO_CALLS))
+    hook = {"post_model_hook": lambda state: {}} if with_hook else {}
+    agent = create_q_agent(
+        model, [lookup, book], PreferenceScorer(["book"]), n=2, checkpointer=InMemorySaver(),
+        **hook,
+    )  # fmt: skip
+    cfg: Any = {"configurable": {"thread_id": f"pa-{with_hook}"}}
+    out = await agent.ainvoke({"messages": [HumanMessage("Trip?")]}, cfg)
+    assert out["__interrupt__"][0].value == {"book": "Oslo"} and RUNS == ["lookup:Oslo"]
+    await agent.ainvoke(Command(resume="ok"), cfg)
+    assert RUNS == ["lookup:Oslo", "book:Oslo:ok"]
+
+
 class ApprovingScorer(PreferenceScorer):
     """A human approves the candidate list (interrupt), then the preference decides."""
 
@@ -570,3 +586,29 @@ def test_v1_runs_all_calls_in_one_tools_task():
     agent = create_q_agent(model, [lookup], PreferenceScorer([]), n=2, version="v1")
     agent.invoke(Q)
     assert sorted(RUNS) == ["lookup:A", "lookup:B"]
+
+
+def test_create_agent_arguments_system_prompt_cache_and_unsupported_ones():
+    from langchain.agents.middleware import AgentMiddleware
+    from langchain.agents.structured_output import ToolStrategy
+    from langgraph.cache.memory import InMemoryCache
+
+    model = InputRecorder(tool_turn=list(CANDIDATES))
+    agent = create_q_agent(
+        model, [get_weather], PreferenceScorer(["Rome"]), system_prompt="Be brief.",
+        cache=InMemoryCache(),
+    )  # fmt: skip
+    assert agent.cache is not None  # passed to compile, as create_agent does
+    agent.invoke(Q)
+    assert model._seen[0][0] == SystemMessage("Be brief.") and EXECUTED == ["Rome"]
+    scorer = PreferenceScorer([])
+    with pytest.raises(ValueError, match="not both"):
+        create_q_agent(scripted(), [get_weather], scorer, prompt="a", system_prompt="b")
+    with pytest.raises(TypeError, match="QValueMiddleware"):
+        create_q_agent(scripted(), [get_weather], scorer, middleware=[AgentMiddleware()])
+    with pytest.raises(TypeError, match="ToolStrategy"):
+        create_q_agent(scripted(), [get_weather], scorer, response_format=ToolStrategy(Weather))
+    with pytest.raises(TypeError, match="config_schema .*context_schema"):
+        create_q_agent(scripted(), [get_weather], scorer, config_schema=dict)
+    with pytest.raises(TypeError, match="does not support bogus"):
+        create_q_agent(scripted(), [get_weather], scorer, bogus=1)

@@ -215,3 +215,23 @@ def test_best_leaf_uses_the_mean_of_a_stochastic_leaf():
     assert tree.best_reward == 1.0  # but the best return any simulation reached is 1
     again = TaskTree.from_dict(tree.to_dict())
     assert again.nodes[1].outcomes == lucky.outcomes
+
+
+def test_a_separate_rollout_policy_plays_the_simulations():
+    """Expansion asks the proposer for n candidates; rollouts ask only the rollout policy."""
+
+    class Counting(BaseProposer):
+        def __init__(self) -> None:
+            self.asked: list[int] = []
+            self.inner = RandomProposer(0)
+
+        def propose(self, context, n, *, valid_actions=None):
+            self.asked.append(n)
+            return self.inner.propose(context, n, valid_actions=valid_actions)
+
+    expand, roll = Counting(), Counting()
+    env = ToyEnv(variant="deterministic", rooms=3)
+    cfg = MCTSConfig(iterations=12, n=2, rollout="policy", env_in_thread=False)
+    asyncio.run(run_mcts(env, "toy-train-1", expand, cfg, rollout_proposer=roll))
+    assert expand.asked and set(expand.asked) == {2}
+    assert roll.asked and set(roll.asked) == {1}

@@ -600,3 +600,64 @@ def test_decision_types_of_webshop_pairs() -> None:
     assert decision_type(pair("Thought: orange.\nclick[orange]", "click[blue]")) == "option"
     assert decision_type(pair("click[next >]", "click[back to search]")) == "navigation"
     assert decision_type(pair("open[A]", "skip[A]")) == "other"
+
+
+def test_lora_layers_adapts_only_the_top_layers(tmp_path: Path, dirs: dict[str, Path]) -> None:
+    from safetensors import safe_open
+
+    from agentq.models.train import TrainConfig, adapted_layers, train_qmodel
+
+    cfg = TrainConfig(epochs=1, lora_r=2, lora_alpha=4, max_length=128, lora_layers=1)
+    res = train_qmodel(
+        synthetic_pairs()[:8], str(dirs["base"]), tmp_path / "top", cfg, progress=False
+    )
+    with safe_open(str(res.out / "adapter_model.safetensors"), "pt") as f:
+        layers = {int(re.search(r"layers\.(\d+)\.", k).group(1)) for k in f.keys()}  # type: ignore[union-attr]
+    model, _ = load_causal_lm(str(dirs["base"]), device="cpu")
+    top = model.config.num_hidden_layers - 1
+    assert layers == {top}
+    assert read_qmodel_config(res.out)["lora"]["layers"] == [top]
+    QValueScorer.from_pretrained(res.out, device="cpu").score(ctx(1), ACTIONS[:2])
+    assert adapted_layers(model.config, 0) is None
+    with pytest.raises(UserInputError, match="more than"):
+        adapted_layers(model.config, top + 2)
+    with pytest.raises(UserInputError, match="lora_layers"):
+        TrainConfig(lora_layers=-1).check()
+
+
+def test_pairwise_accuracy_scores_each_decision_once(trained: Any) -> None:
+    """Grouped by decision, the accuracy equals the pair-by-pair count under the scorer."""
+    from agentq.models.train import pairwise_accuracy
+
+    s = QValueScorer.from_pretrained(trained.out, device="cpu")
+    pairs = synthetic_pairs()
+    flipped = [dict(p, chosen=p["rejected"], rejected=p["chosen"]) for p in pairs[:6]]
+    both = pairs[:6] + flipped  # the same six decisions, each pair seen both ways
+    want = sum(
+        (q := s.score(p["prompt"], [p["chosen"][0]["content"], p["rejected"][0]["content"]]))[0]
+        > q[1]
+        for p in both
+    ) / len(both)
+    got = pairwise_accuracy(s.model, s.tokenizer, both, beta=s.beta, max_length=s.max_length)
+    assert got == pytest.approx(want) and got == pytest.approx(0.5)
+
+
+def test_cli_train_refuses_pairs_with_no_usable_pair(tmp_path: Path, dirs: dict[str, Path]) -> None:
+    runner = CliRunner()
+    pairs = tmp_path / "pairs.jsonl"
+    same = [dict(p, rejected=p["chosen"]) for p in synthetic_pairs()[:4]]
+    pairs.write_text("".join(json.dumps(p) + "\n" for p in same))
+    out = tmp_path / "qm"
+    r = runner.invoke(app, ["train", str(pairs), "--base", str(dirs["base"]), "--out", str(out)])
+    assert r.exit_code == 2 and not out.exists()
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "no usable" in lines[0]
+    # an existing model survives a failing --overwrite run
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "qmodel.json").write_text("{}")
+    r = runner.invoke(
+        app,
+        ["train", str(pairs), "--base", str(dirs["base"]), "--out", str(keep), "--overwrite"],
+    )
+    assert r.exit_code == 2 and (keep / "qmodel.json").read_text() == "{}"

@@ -128,3 +128,29 @@ def test_read_pairs_rejects_bad_records(tmp_path):
     path.write_text(json.dumps({"prompt": CTX}) + "\n")
     with pytest.raises(UserInputError, match="no 'chosen'"):
         read_pairs(path)
+
+
+def test_max_value_ranks_by_the_best_return_found_below():
+    #          root
+    #     a(q .3, 10)                b(q .5, 10)
+    #  a1(done r=1, 1) a2(q .2, 9)   b1(done r=.5, 10)
+    nodes = [
+        node(0, None, None, 0, 0.4, 20),
+        node(1, 0, "a", 1, 0.3, 10),
+        node(2, 0, "b", 1, 0.5, 10),
+        node(3, 1, "a1", 2, 1.0, 1, reward=1.0, done=True),
+        node(4, 1, "a2", 2, 0.2, 9),
+        node(5, 2, "b1", 2, 0.5, 10, reward=0.5, done=True),
+    ]
+    for n in nodes[1:]:
+        nodes[n.parent].children.append(n.id)
+    tree = TaskTree(task_id="t1", context=CTX, nodes=nodes)
+    from agentq.data.pairs import max_returns
+
+    assert max_returns(tree) == {0: 1.0, 1: 1.0, 2: 0.5, 3: 1.0, 4: 0.2, 5: 0.5}
+    mean = build_pairs([tree], "siblings", margin=0.1, val_fraction=0.0)
+    best = build_pairs([tree], "siblings", margin=0.1, val_fraction=0.0, value="max")
+    assert (0, "b", "a") in summary(mean) and (0, "a", "b") in summary(best)
+    assert [p["q_chosen"] for p in best if p["depth"] == 0] == [1.0]
+    with pytest.raises(UserInputError, match="unknown value"):
+        build_pairs([tree], "siblings", value="median")

@@ -75,6 +75,8 @@ class StandIn:
         self.models = ["policy"]
         self.in_flight = 0
         self.max_in_flight = 0
+        self.usage = True
+        self.give_logprobs = True
 
     async def fault(self) -> Response | None:
         """Apply the next scripted fault; None means answer normally."""
@@ -140,7 +142,7 @@ def _make_app(st: StandIn) -> FastAPI:
                 "message": {"role": "assistant", "content": text},
                 "finish_reason": "stop",
             }
-            if body.get("logprobs"):
+            if body.get("logprobs") and st.give_logprobs:
                 toks = text.split(" ")
                 choice["logprobs"] = {
                     "content": [{"token": t, "logprob": -0.5 * (j + 1)} for j, t in enumerate(toks)]
@@ -148,7 +150,14 @@ def _make_app(st: StandIn) -> FastAPI:
             choices.append(choice)
         if st.support_n:
             choices.reverse()  # the client must order by index
-        return {"id": "x", "object": "chat.completion", "model": body["model"], "choices": choices}
+        usage = {"prompt_tokens": 20, "completion_tokens": 6 * k, "total_tokens": 20 + 6 * k}
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": choices,
+            **({"usage": usage} if st.usage else {}),
+        }
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
@@ -272,6 +281,31 @@ async def test_logprobs_refused_then_proposes_without(st: StandIn) -> None:
     cands = await p.apropose(CTX, 2)
     assert len(cands) == 2 and all(c.logprob is None for c in cands)
     assert "logprobs" not in st.log[-1][1]
+
+
+async def test_tokens_come_from_usage_without_logprobs(st: StandIn) -> None:
+    # transformers serve ignores logprobs but returns usage.completion_tokens: the eval's
+    # tokens column must not be 0 for a remote policy
+    p = _proposer(st, logprobs=False)
+    cands = await p.apropose(CTX, 3)
+    assert [c.tokens for c in cands] == [6, 6, 6] and all(c.logprob is None for c in cands)
+    st.log.clear()
+    st.support_n = False  # one choice per request: each gets its request's count
+    cands = await p.apropose(CTX, 3)
+    assert [c.tokens for c in cands] == [6, 6, 6]
+
+
+def test_usage_split_keeps_the_total() -> None:
+    from agentq.integrations.openai_compat import _with_usage
+
+    from agentq.types import Candidate
+
+    got = _with_usage([Candidate("a"), Candidate("b", tokens=4), Candidate("c")], {
+        "completion_tokens": 11
+    })  # fmt: skip
+    assert [c.tokens for c in got] == [4, 4, 3]
+    assert [c.tokens for c in _with_usage([Candidate("a")], None)] == [None]
+    assert [c.tokens for c in _with_usage([Candidate("a")], {"completion_tokens": "x"})] == [None]
 
 
 async def test_retries_recover_from_every_fault(st: StandIn) -> None:
@@ -512,3 +546,20 @@ def test_prompt_logprobs_parsing_rejects_bad_shapes() -> None:
         _prompt_logprobs({"text": "x"}, ids)
     echo = {"logprobs": {"token_logprobs": [None, -1.5, -0.5, -3.0]}}
     assert _prompt_logprobs(echo, ids) == [None, -1.5, -0.5]
+
+
+def test_eval_with_a_remote_policy_reports_tokens(st: StandIn, tmp_path: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from agentq.cli import app
+
+    st.give_logprobs = False  # as transformers serve: no log-probs, but usage
+    out = tmp_path / "rep"
+    args = ["eval", "--env", "toy", "--split", "test", "--policy", f"openai:{st.url}#policy"]
+    args += ["--scorer", "toy-oracle", "--n", "3", "--tasks", "2", "--out", str(out)]
+    r = CliRunner().invoke(app, [*args, "--no-progress"])
+    assert r.exit_code == 0, r.output
+    methods = json.loads((out / "report.json").read_text())["methods"]
+    assert methods and all(m["tokens"]["mean"] > 0 for m in methods.values()), methods

@@ -169,7 +169,10 @@ def test_scripted_trace_is_executed_and_observations_reach_the_model(tiny: tuple
         seen.append([tok.decode(b) for b in batch])
         return next(rounds)
 
-    rm = ToolAugmentedRewardModel(lm, tok, tools=_calc_tools(), generator=scripted)
+    # uncached, so the spy sees each whole sequence the value pass runs
+    rm = ToolAugmentedRewardModel(
+        lm, tok, tools=_calc_tools(), generator=scripted, prefix_cache=False
+    )
     captured: list = []
     orig = rm.values
 

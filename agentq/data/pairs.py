@@ -19,6 +19,10 @@ from agentq.render import assistant_message, context_along
 from agentq.types import TaskTree, TreeNode
 
 SCHEMES = ("best-path", "siblings")
+VALUES = ("mean", "max")
+"""How an action's value is read from a tree: ``mean`` (MCTS's Q, the mean return of the
+simulations through it: the paper's estimate) or ``max`` (the best return found below it; see
+:func:`max_returns`)."""
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 
@@ -34,15 +38,39 @@ def _context_at(tree: TaskTree, node: TreeNode):
     )
 
 
-def _pair(tree: TaskTree, parent: TreeNode, w: TreeNode, lo: TreeNode) -> dict[str, Any]:
+def max_returns(tree: TaskTree) -> dict[int, float]:
+    """The best return found from each node's step onwards: its (mean) reward plus the best of
+    its visited children, or, at a node without visited children, its own simulated return(s).
+
+    In a deterministic environment (WebShop) this is a return some continuation really earns,
+    so it is a lower bound of the optimal Q*(s, a) that, unlike the mean, does not count the
+    rollout policy's later mistakes against an action whose payoff needs good follow-up moves
+    (pick the options, then buy). With a stochastic environment prefer ``mean``.
+    """
+    out: dict[int, float] = {}
+    for n in sorted(tree.nodes, key=lambda n: -n.depth):
+        kids = [out[c.id] for c in tree.children(n) if c.visits > 0 and c.id in out]
+        out[n.id] = n.mean_reward + max(kids) if kids else n.q
+    return out
+
+
+def _values(tree: TaskTree, value: str) -> dict[int, float]:
+    if value not in VALUES:
+        raise UserInputError(f"unknown value {value!r}; use one of {', '.join(VALUES)}")
+    return {n.id: n.q for n in tree.nodes} if value == "mean" else max_returns(tree)
+
+
+def _pair(
+    tree: TaskTree, parent: TreeNode, w: TreeNode, lo: TreeNode, q: dict[int, float]
+) -> dict[str, Any]:
     return {
         "prompt": _context_at(tree, parent),
         "chosen": [assistant_message(w.action or "")],
         "rejected": [assistant_message(lo.action or "")],
         "task_id": tree.task_id,
         "depth": parent.depth,
-        "q_chosen": w.q,
-        "q_rejected": lo.q,
+        "q_chosen": q[w.id],
+        "q_rejected": q[lo.id],
         "visits_chosen": w.visits,
         "visits_rejected": lo.visits,
     }
@@ -72,35 +100,45 @@ def best_leaf(tree: TaskTree) -> TreeNode:
         node = max(kids, key=lambda c: (c.visits, c.q, -c.id))
 
 
-def best_path_pairs(tree: TaskTree, margin: float = 0.0) -> list[dict[str, Any]]:
+def best_path_pairs(
+    tree: TaskTree, margin: float = 0.0, value: str = "mean"
+) -> list[dict[str, Any]]:
     """The paper's scheme: at each depth of the best trajectory, highest-Q child vs lowest-Q child.
 
     A depth is skipped when the two tie (difference <= ``margin``) or fewer than two children
-    were visited.
+    were visited. ``value`` picks the Q estimate (:data:`VALUES`).
     """
+    q = _values(tree, value)
     out = []
     leaf = best_leaf(tree)
     for parent in [tree.root, *tree.path(leaf)[:-1]]:
         kids = [c for c in tree.children(parent) if c.visits > 0]
         if len(kids) < 2:
             continue
-        w = max(kids, key=lambda c: (c.q, c.visits, -c.id))
-        lo = min(kids, key=lambda c: (c.q, -c.visits, c.id))
-        if w.q - lo.q > margin:
-            out.append(_pair(tree, parent, w, lo))
+        w = max(kids, key=lambda c: (q[c.id], c.visits, -c.id))
+        lo = min(kids, key=lambda c: (q[c.id], -c.visits, c.id))
+        if q[w.id] - q[lo.id] > margin:
+            out.append(_pair(tree, parent, w, lo, q))
     return out
 
 
-def sibling_pairs(tree: TaskTree, margin: float = 0.1, min_visits: int = 1) -> list[dict[str, Any]]:
-    """Agent Q's scheme: every sibling pair with |Q_w - Q_l| >= margin, both visited >= k times."""
+def sibling_pairs(
+    tree: TaskTree, margin: float = 0.1, min_visits: int = 1, value: str = "mean"
+) -> list[dict[str, Any]]:
+    """Agent Q's scheme: every sibling pair with |Q_w - Q_l| >= margin, both visited >= k times.
+
+    ``value`` picks the Q estimate (:data:`VALUES`).
+    """
+    q = _values(tree, value)
     out = []
     for parent in tree.nodes:
         kids = [c for c in tree.children(parent) if c.visits >= max(min_visits, 1)]
         for i, a in enumerate(kids):
             for b in kids[i + 1 :]:
-                if abs(a.q - b.q) >= margin and a.q != b.q:
-                    w, lo = (a, b) if a.q > b.q else (b, a)
-                    out.append(_pair(tree, parent, w, lo))
+                qa, qb = q[a.id], q[b.id]
+                if abs(qa - qb) >= margin and qa != qb:
+                    w, lo = (a, b) if qa > qb else (b, a)
+                    out.append(_pair(tree, parent, w, lo, q))
     return out
 
 
@@ -112,10 +150,17 @@ def build_pairs(
     min_visits: int = 1,
     val_fraction: float = 0.1,
     seed: int = 0,
+    value: str = "mean",
 ) -> list[dict[str, Any]]:
-    """Pairs of every successful tree, with a deterministic train/validation split by task."""
+    """Pairs of every successful tree, with a deterministic train/validation split by task.
+
+    ``value`` is the Q estimate pairs are ranked by: ``mean`` (MCTS's Q, the default) or
+    ``max`` (the best return found below an action, :func:`max_returns`).
+    """
     if scheme not in SCHEMES:
         raise UserInputError(f"unknown pair scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    if value not in VALUES:
+        raise UserInputError(f"unknown value {value!r}; use one of {', '.join(VALUES)}")
     if not (0.0 <= val_fraction <= 1.0):  # also refuses nan
         raise UserInputError(f"--val-fraction must be between 0 and 1, not {val_fraction}")
     if margin is not None and not (margin >= 0.0 and math.isfinite(margin)):
@@ -136,9 +181,9 @@ def build_pairs(
         if tree.status != "ok" or not tree.nodes:
             continue
         if scheme == "best-path":
-            pairs = best_path_pairs(tree, 0.0 if margin is None else margin)
+            pairs = best_path_pairs(tree, 0.0 if margin is None else margin, value)
         else:
-            pairs = sibling_pairs(tree, 0.1 if margin is None else margin, min_visits)
+            pairs = sibling_pairs(tree, 0.1 if margin is None else margin, min_visits, value)
         split = split_of(tree.task_id, val_fraction, seed)
         for p in pairs:
             p["split"] = split

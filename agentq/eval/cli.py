@@ -66,6 +66,11 @@ def register(app: typer.Typer) -> None:
         policy_option: list[str] = typer.Option(
             [], "--policy-option", help="key=value passed to the policy."
         ),
+        cache_bytes: str | None = typer.Option(
+            None,
+            help="Budget of the prefix (KV) cache local models share, e.g. 512MiB or 2GB "
+            "(default 512MiB; on Ray pass --policy-option/--scorer-option cache_bytes=...).",
+        ),
         view: bool = typer.Option(True, help="Also write trajectories.html."),
         progress: bool = typer.Option(True, help="Show progress bars."),
         backend: str = typer.Option("local", help="local (asyncio) or ray (agentq[ray])."),

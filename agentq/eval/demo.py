@@ -38,6 +38,11 @@ drawn without replacement (Gumbel-top-k over the valid actions), so they differ 
 SmolLM2-135M puts ~90% of its mass on ``click[next >]``. Greedy is unaffected (temperature 0)."""
 DEMO_METHODS = "greedy,random,best-of-n"
 """Greedy, random choice among the N samples (the control) and best-of-N with the Q-model."""
+DEMO_POLICY_OPTIONS = ("max_length=512",)
+"""The policy sees at most 512 tokens, the Q-model's own budget: a longer context loses whole
+middle turns (:func:`agentq.render.truncate_context`; the system prompt and the task stay, and
+every WebShop page repeats the instruction). Each step then costs one short prefill instead of
+the whole growing episode, for every method alike."""
 DEMO_ENV_OPTIONS = ("instruction_search=true",)
 """WebShop options: the search page offers one search, for the instruction itself (SmolLM2-135M
 copies the page's wording when asked to write a query), so the policy's choices are items and
@@ -104,11 +109,12 @@ def run_demo(
     if prov:
         c = prov.get("collect", {})
         p = prov.get("pairs", {})
+        made_by = " ; ".join(prov.get("commands") or [prov.get("command", "?")])
         print(
             f"  Q-model: LoRA r={prov.get('config', {}).get('lora_r')} on SmolLM2, step-level DPO on "
-            f"{p.get('train', '?')} pairs from MCTS over {len(c.get('train_tasks', []))} TRAIN tasks "
-            f"(validation pairwise accuracy {'n/a' if val_acc is None else f'{val_acc:.2f}'}); "
-            f"made by: {prov.get('command', '?')}"
+            f"{p.get('train', '?')} pairs from MCTS over {len(c.get('train_tasks', []))} TRAIN-split "
+            f"tasks (pairwise accuracy {'n/a' if val_acc is None else f'{val_acc:.2f}'} on "
+            f"{p.get('validation', '?')} pairs of held-out tasks); made by: {made_by}"
         )
     cmd = ["agentq", "demo"] + ([] if str(out) == "agentq-demo" else ["--out", str(out)])
     for flag, val in (("--tasks", tasks), ("--n", n), ("--max-steps", max_steps)):
@@ -129,6 +135,7 @@ def run_demo(
         max_steps=steps,
         temperature=DEMO_TEMPERATURE,
         env_option=DEMO_ENV_OPTIONS,
+        policy_option=DEMO_POLICY_OPTIONS,
         seed=0,
         out=out,
         resume=resume,

@@ -503,6 +503,7 @@ def run_evaluation(
     env_option: Sequence[str] = (),
     scorer_option: Sequence[str] = (),
     policy_option: Sequence[str] = (),
+    cache_bytes: str | int | None = None,
     view: bool = True,
     progress: bool = True,
     command: str | None = None,
@@ -516,12 +517,19 @@ def run_evaluation(
     ``proposers`` (sampling, greedy) skips building the policy from ``policy``. ``ray`` (an
     ``agentq.backends.ray.RayOptions``) runs the episodes on Ray workers, each building the
     policy and scorers once. Returns the report dict with the markdown table under ``"table"``.
+    ``cache_bytes`` sets the budget of the prefix cache the local models of this process share
+    (:func:`agentq.models.prefix_cache.shared_prefix_cache`).
     """
     import agentq.envs as envs
     from agentq.cli import check_number, parse_env_options
     from agentq.data.jsonl import check_parent_dirs
     from agentq.eval.report import markdown_table, write_report
     from agentq.search.mcts import MAX_N
+
+    if cache_bytes is not None:  # bad input before anything loads or is written
+        from agentq.models.prefix_cache import shared_prefix_cache
+
+        shared_prefix_cache(cache_bytes)
 
     out = Path(out)
     traj_path = out / TRAJECTORIES_FILE

@@ -75,9 +75,12 @@ def register(app: typer.Typer) -> None:
         lora_r: int = typer.Option(16, help="LoRA rank."),
         lora_alpha: int = typer.Option(32, help="LoRA alpha."),
         lora_dropout: float = typer.Option(0.05, help="LoRA dropout."),
+        lora_layers: int = typer.Option(
+            0, help="Adapt only the top N decoder layers (0 = all; fewer trains faster)."
+        ),
         aggregation: str = typer.Option("sum", help="Scoring over action tokens: sum or mean."),
         gradient_checkpointing: bool = typer.Option(
-            True, help="Recompute activations (less memory)."
+            False, help="Recompute activations (less memory, ~30% more compute)."
         ),
         seed: int = typer.Option(0, help="Seed."),
         device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when present)."),
@@ -101,6 +104,7 @@ def register(app: typer.Typer) -> None:
             lora_r=opts["lora_r"],
             lora_alpha=opts["lora_alpha"],
             lora_dropout=opts["lora_dropout"],
+            lora_layers=opts["lora_layers"],
             aggregation=opts["aggregation"],
             gradient_checkpointing=opts["gradient_checkpointing"],
             seed=opts["seed"],

@@ -8,6 +8,16 @@ samples the N candidates from that distribution, so even a small model proposes 
 actions; an entry with :data:`agentq.protocols.FREE_TEXT` (``search[...]``) keeps its fixed
 prefix and suffix and has the free part generated (prompted with ``search[``, stopped at ``]``).
 
+Prefix cache: every pass starts from the longest prefix of its prompt already computed
+(:mod:`agentq.models.prefix_cache`, the process-wide cache by default, shared with a Q-model
+on the same checkpoint), so a growing context costs only its new tokens. Free generation uses
+it when all rows of one ``generate`` call share one prompt (one context, N samples).
+
+A free candidate's ``tokens`` is its generated tokens. A constrained request generates little
+or nothing, so its first candidate's ``tokens`` also carries the prompt and scoring tokens the
+request computed (after the cache): an eval report's ``tokens`` then reads what was computed
+instead of 0.
+
 Each candidate's ``logprob`` is the log-probability under the policy (temperature 1) of the whole
 assistant turn as :func:`agentq.render.tokenize_for_scoring` renders it, end-of-turn token
 included, so the number means the same in both modes.
@@ -23,6 +33,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentq.errors import ProposerError, UserInputError
+from agentq.models.prefix_cache import (
+    CacheStats,
+    cached_generate,
+    model_namespace,
+    parse_cache_bytes,
+    resolve_prefix_cache,
+    supports_prefix_cache,
+)
 from agentq.models.scorer import model_max_length, prefix_shared_logprobs
 from agentq.protocols import FREE_TEXT, BaseProposer
 from agentq.render import tokenize_for_scoring, truncate_context
@@ -52,6 +70,8 @@ class LocalProposer(BaseProposer):
     Sampling is seeded from ``seed``, the request and how many times that same request was
     made before, so results do not depend on how concurrent callers interleave. ``apropose``
     runs one request in a worker thread; use :meth:`propose_batch` to batch contexts.
+    ``prefix_cache`` / ``cache_bytes``: as for :class:`~agentq.models.scorer.QValueScorer`
+    (the shared cache by default); :meth:`stats` reports its use.
     """
 
     def __init__(
@@ -68,6 +88,8 @@ class LocalProposer(BaseProposer):
         free_text_max_tokens: int = 24,
         max_length: int | None = None,
         distinct: bool = True,
+        prefix_cache: Any = True,
+        cache_bytes: Any = None,
     ) -> None:
         if temperature < 0:
             raise UserInputError(f"temperature must be >= 0, not {temperature}")
@@ -87,6 +109,11 @@ class LocalProposer(BaseProposer):
         self.max_length = max_length or model_max_length(model)
         self.distinct = bool(distinct)
         self._seen: dict[str, int] = {}
+        self.prefix_cache = resolve_prefix_cache(prefix_cache, cache_bytes)
+        self.cache_stats = CacheStats()
+        """This proposer's prompt tokens reused and computed (the cache may be shared)."""
+        self.generated_tokens = 0
+        """Tokens sampled by free generation so far."""
         self._lock = threading.Lock()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -107,7 +134,40 @@ class LocalProposer(BaseProposer):
             devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed)
-                return self._propose_batch(requests)
+                before = self._computed()
+                out = self._propose_batch(requests)
+                constrained = [
+                    cands
+                    for cands, (_, n, valid) in zip(out, requests, strict=True)
+                    if n >= 1 and self.constrained and valid
+                ]
+                self._charge(constrained, self._computed() - before)
+                return out
+
+    def _computed(self) -> int:
+        st = self.cache_stats
+        return st.tokens_computed + st.candidate_tokens
+
+    @staticmethod
+    def _charge(out: list[list[Candidate]], computed: int) -> None:
+        """Add the prompt and scoring tokens a batch computed to the first candidate of each
+        constrained request, split evenly (a batch mixing free and constrained requests
+        charges its free requests' prompt tokens to the constrained ones too)."""
+        firsts = [cands[0] for cands in out if cands]
+        if not firsts or computed <= 0:
+            return
+        share, rest = divmod(computed, len(firsts))
+        for k, c in enumerate(firsts):
+            c.tokens = (c.tokens or 0) + share + (1 if k < rest else 0)
+
+    def stats(self) -> dict[str, Any]:
+        """Prefix-cache use (hits, tokens reused and computed), generated tokens, and the
+        cache's bytes and budget (``cache`` is None when caching is off)."""
+        with self._lock:
+            d = self.cache_stats.to_dict()
+            d["generated_tokens"] = self.generated_tokens
+        d["cache"] = self.prefix_cache.stats() if self.prefix_cache is not None else None
+        return d
 
     async def apropose_batch(self, requests: Sequence[Request]) -> list[list[Candidate]]:
         """Async twin of :meth:`propose_batch` (runs in a worker thread)."""
@@ -200,13 +260,16 @@ class LocalProposer(BaseProposer):
                     items.append((requests[i][0], []))
                 items[index[i]][1].append(out[i][j].text)
             token_lps = prefix_shared_logprobs(
-                self.model, self.tokenizer, items, max_length=self.max_length
+                self.model, self.tokenizer, items, max_length=self.max_length, **self._cache_kw()
             )
             pos = dict.fromkeys(index, 0)
             for i, j in todo:
                 out[i][j].logprob = float(sum(token_lps[index[i]][pos[i]]))
                 pos[i] += 1
         return out
+
+    def _cache_kw(self) -> dict[str, Any]:
+        return {"cache": self.prefix_cache, "stats": self.cache_stats}
 
     @staticmethod
     def _fixed_part(entry: str) -> str:
@@ -218,7 +281,7 @@ class LocalProposer(BaseProposer):
     ) -> list[list[float]]:
         """log pi(entry) per valid action; for a free-text entry, log pi of its fixed prefix."""
         per_token = prefix_shared_logprobs(
-            self.model, self.tokenizer, items, max_length=self.max_length
+            self.model, self.tokenizer, items, max_length=self.max_length, **self._cache_kw()
         )
         out = []
         for (context, fixed), toks, ent in zip(items, per_token, entries.values(), strict=True):
@@ -295,11 +358,6 @@ class LocalProposer(BaseProposer):
         prompts = [self._prompt_ids(c, h, room) for c, h in rows]
         width = max(len(p) for p in prompts)
         pad = tok.pad_token_id
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for r, p in enumerate(prompts):  # left padding
-            ids[r, width - len(p) :] = torch.tensor(p)
-            mask[r, width - len(p) :] = 1
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": pad,
@@ -311,10 +369,30 @@ class LocalProposer(BaseProposer):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=tok)
-        with torch.inference_mode():
-            gen = self.model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
-            )
+        if self.prefix_cache is not None and all(p == prompts[0] for p in prompts):
+            # one prompt, N samples: start from its cached prefix (same draws as uncached)
+            gen = cached_generate(
+                self.model,
+                prompts[0],
+                len(prompts),
+                cache=self.prefix_cache,
+                stats=self.cache_stats,
+                namespace=model_namespace(self.model)
+                if supports_prefix_cache(self.model)
+                else None,
+                **kwargs,
+            ).sequences
+        else:
+            ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(prompts), width), dtype=torch.long)
+            for r, p in enumerate(prompts):  # left padding
+                ids[r, width - len(p) :] = torch.tensor(p)
+                mask[r, width - len(p) :] = 1
+            self.cache_stats.add(computed=sum(len(p) for p in prompts))
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
+                )
         new = gen[:, width:].cpu()
         out = []
         for r in range(len(prompts)):
@@ -330,6 +408,7 @@ class LocalProposer(BaseProposer):
                 if cut >= 0:
                     text = text[:cut]
             out.append((text, ntok))
+            self.generated_tokens += ntok
         return out
 
 
@@ -343,6 +422,8 @@ _OPTIONS = {
     "free_text_max_tokens",
     "max_length",
     "distinct",
+    "prefix_cache",
+    "cache_bytes",
 }
 
 
@@ -359,6 +440,8 @@ def proposer_from_spec(spec: str, **options: Any) -> LocalProposer:
     unknown = set(options) - _OPTIONS
     if unknown:
         raise UserInputError(f"unknown option(s) for a local model: {', '.join(sorted(unknown))}")
+    if options.get("cache_bytes") is not None:  # bad input before the model loads
+        parse_cache_bytes(options["cache_bytes"])
     model, tok = load_causal_lm(spec, device=device, dtype=dtype, cache=True)
     p = LocalProposer(model, tok, **options)
     p.spec = spec

@@ -1035,6 +1035,13 @@ class ToolAugmentedRewardModel:
 
     ``generator`` may replace the LM's own generation: a callable ``(list of token-id lists,
     max_new_tokens) -> list of texts`` (scripted traces in tests, a remote server).
+
+    ``prefix_cache`` (default True: the process-wide
+    :func:`~agentq.models.prefix_cache.shared_prefix_cache`) lets the value pass with
+    ``pooling="last"`` start each sequence from its longest cached prefix (the system prompt,
+    tools and question recur across candidates and calls); ``pooling="mean"`` needs every
+    token's hidden state, which a KV cache does not keep, so it runs uncached, and so does
+    trace generation (many different prompts left-padded into one ``generate``).
     """
 
     def __init__(
@@ -1049,8 +1056,12 @@ class ToolAugmentedRewardModel:
         tools: Mapping[str, Tool] | None = None,
         system_prompt: str = RM_SYSTEM_PROMPT,
         generator: Callable[[list[list[int]], int], list[str]] | None = None,
+        prefix_cache: Any = True,
+        cache_bytes: Any = None,
     ) -> None:
         import torch
+
+        from agentq.models.prefix_cache import CacheStats, resolve_prefix_cache
 
         if pooling not in POOLINGS:
             raise UserInputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
@@ -1072,6 +1083,9 @@ class ToolAugmentedRewardModel:
         self.system_prompt = system_prompt
         self.generator = generator
         self.last_traces: list[RMTrace] = []
+        self.prefix_cache = resolve_prefix_cache(prefix_cache, cache_bytes)
+        self.cache_stats = CacheStats()
+        """The value pass's prefix-cache use (tokens reused and computed)."""
 
     @property
     def device(self) -> Any:
@@ -1103,13 +1117,42 @@ class ToolAugmentedRewardModel:
 
         out: list[float] = []
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        cached = (
+            self.prefix_cache is not None
+            and self.pooling == "last"
+            and not self.lm.training
+            and all(len(s) for s in sequences)
+        )
         with torch.no_grad():
             for i in range(0, len(sequences), batch_size):
                 chunk = sequences[i : i + batch_size]
+                if cached:
+                    out.extend(self._cached_values(chunk, pad))
+                    continue
                 ids, mask = pad_right(chunk, pad, self.device)
                 v, _ = self.values(ids, mask)
                 out.extend(float(x) for x in v.tolist())
         return out
+
+    def _cached_values(self, chunk: Sequence[Sequence[int]], pad: int) -> list[float]:
+        """``pooling="last"`` values of ``chunk``, each sequence from its cached prefix."""
+        import torch
+
+        from agentq.models.prefix_cache import cached_prefill
+
+        pre = cached_prefill(
+            self.lm,
+            [list(s) for s in chunk],
+            cache=self.prefix_cache,
+            stats=self.cache_stats,
+            pad_id=pad,
+            output_hidden_states=True,
+            logits_to_keep=1,
+        )
+        h = pre.output.hidden_states[-1].float()
+        rows = torch.arange(h.shape[0], device=h.device)
+        pooled = h[rows, torch.tensor(pre.last_index, device=h.device)]
+        return [float(x) for x in self.value_head(pooled).squeeze(-1).tolist()]
 
     # -- generation ------------------------------------------------------------------------
     def _generate(self, batch: list[list[int]], max_new: int) -> list[tuple[str, int]]:
@@ -1447,6 +1490,13 @@ class ToolAugmentedScorer(BaseScorer):
         """Load recorded live-service observations from TARA pairs (when ``use_recorded``)."""
         return self.executor.add_tara_records(pairs) if self.use_recorded else 0
 
+    def stats(self) -> dict[str, Any]:
+        """The value pass's prefix-cache use and the cache's bytes and budget."""
+        d = self.model.cache_stats.to_dict()
+        cache = self.model.prefix_cache
+        d["cache"] = cache.stats() if cache is not None else None
+        return d
+
     def score(self, context: Context, actions: Sequence[str]) -> list[float]:
         """One value-head score per candidate (higher is better)."""
         return self.score_batch([(context, actions)])[0]
@@ -1474,15 +1524,23 @@ def scorer_from_spec(directory: str, **options: Any) -> ToolAugmentedScorer:
 
     Options: ``device``, ``dtype``, ``base_model`` (override), ``pooling`` (``last``/``mean``),
     ``trace`` (``generate``/``none``), ``max_tool_calls``, ``max_new_tokens``,
-    ``max_segment_tokens``, ``tool_timeout_s``, ``use_recorded``. Unknown options (such as
-    ``seed``) are ignored.
+    ``max_segment_tokens``, ``tool_timeout_s``, ``use_recorded``, ``prefix_cache``
+    (true/false) and ``cache_bytes`` (its budget). Unknown options (such as ``seed``) are
+    ignored.
     """
+    from agentq.models.prefix_cache import parse_cache_bytes, resolve_prefix_cache
+
+    if options.get("cache_bytes") is not None:  # bad input before the model loads
+        parse_cache_bytes(options["cache_bytes"])
     rm = load_reward_model(
         directory,
         device=options.get("device"),
         dtype=options.get("dtype"),
         base_model=options.get("base_model"),
         pooling=options.get("pooling"),
+    )
+    rm.prefix_cache = resolve_prefix_cache(
+        options.get("prefix_cache", True), options.get("cache_bytes")
     )
     b = RMBudget(**rm.budget.to_dict())
     for k in ("max_tool_calls", "max_new_tokens", "max_segment_tokens", "tool_timeout_s"):

@@ -20,12 +20,22 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentq.errors import ScorerError, UserInputError
+from agentq.models.prefix_cache import (
+    CacheStats,
+    PrefixCache,
+    cache_kwarg,
+    cached_prefill,
+    model_namespace,
+    parse_cache_bytes,
+    resolve_prefix_cache,
+    supports_prefix_cache,
+)
 from agentq.protocols import BaseScorer
 from agentq.render import tokenize_for_scoring
 from agentq.types import Context
@@ -148,13 +158,7 @@ def _expand_cache(cache: Any, index: Any, config: Any) -> Any:
     return new
 
 
-def _cache_kwarg(model: Any) -> str:
-    """Name of the forward argument that takes a KV cache (``cache`` in newer transformers)."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(base.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+_cache_kwarg = cache_kwarg  # the name step_dpo imports
 
 
 def _result_cache(res: Any) -> Any:
@@ -186,12 +190,22 @@ def prefix_shared_logprobs(
     encoded: list[list[tuple[list[int], list[int]]]] | None = None,
     max_prefix_tokens: int = 16384,
     max_candidates: int = 64,
+    cache: PrefixCache | None = None,
+    namespace: Hashable | None = None,
+    stats: CacheStats | None = None,
 ) -> list[list[list[float]]]:
     """Per-token log-probs of each action under ``model``, sharing each context's prefix pass.
 
     Returns ``out[i][j]`` = the log-probs of the tokens of action ``j`` of item ``i``. Contexts
     are batched in prefix passes of at most ``max_prefix_tokens`` padded tokens; candidates run
     over the expanded KV cache in batches of at most ``max_candidates``.
+
+    With a :class:`~agentq.models.prefix_cache.PrefixCache` each prompt starts from its longest
+    cached prefix in ``namespace`` (default :func:`~agentq.models.prefix_cache.model_namespace`
+    of ``model``; pass it explicitly when an adapter is disabled) and only the rest is computed;
+    the whole prompt's KV is stored for later calls. Rows of one batch with different cached
+    lengths are laid out as ``[cached | hole | new tokens]`` with the hole masked, so the
+    result equals the uncached one to float rounding. ``stats`` counts reuse and compute.
     """
     import torch
 
@@ -205,36 +219,38 @@ def prefix_shared_logprobs(
         return out
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
+    if cache is not None and not supports_prefix_cache(model):
+        cache = None
+    if cache is not None and namespace is None:
+        namespace = model_namespace(model)
     with torch.inference_mode():
         for run in _chunks(groups, max_prefix_tokens):
-            lp = max(len(g.prompt) for g in run)
-            ids = torch.full((len(run), lp), pad, dtype=torch.long)
-            mask = torch.zeros((len(run), lp), dtype=torch.long)
-            for r, g in enumerate(run):
-                ids[r, : len(g.prompt)] = torch.tensor(g.prompt)
-                mask[r, : len(g.prompt)] = 1
-            ids, mask = ids.to(device), mask.to(device)
-            lasts = sorted({len(g.prompt) - 1 for g in run})
-            col = {p: k for k, p in enumerate(lasts)}
-            res = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=torch.arange(lp, device=device).unsqueeze(0).expand(len(run), lp),
-                use_cache=True,
-                logits_to_keep=torch.tensor(lasts, device=device),
+            # one prefill pass from each prompt's cached prefix (at least its last token is
+            # computed: its logits give the first action token)
+            pre = cached_prefill(
+                model,
+                [g.prompt for g in run],
+                cache=cache,
+                namespace=namespace,
+                stats=stats,
+                pad_id=pad,
+                last_logits_only=True,
             )
-            last_logits = res.logits  # (R, len(lasts), V)
-            cache = _result_cache(res)
+            res, mask = pre.output, pre.mask
+            col = pre.last_column
+            last_logits = res.logits  # (R, distinct last positions, V)
+            cache_out = _result_cache(res)
             # first action token of each candidate: from the prompt's last position
             flat: list[tuple[int, int, list[int]]] = []  # (run row, (item, action) slot, ids)
             for r, g in enumerate(run):
-                lsm = torch.log_softmax(last_logits[r, col[len(g.prompt) - 1]].float(), dim=-1)
+                lsm = torch.log_softmax(last_logits[r, col[r]].float(), dim=-1)
                 for j, a in zip(g.members, g.actions, strict=True):
                     out[g.item][j] = [float(lsm[a[0]])]
                     if len(a) > 1:
                         flat.append((r, j, a))
             del last_logits
+            cand_tokens = 0
             for start in range(0, len(flat), max_candidates):
                 part = flat[start : start + max_candidates]
                 la = max(len(a) for _, _, a in part) - 1
@@ -245,11 +261,12 @@ def prefix_shared_logprobs(
                 rows = torch.tensor([r for r, _, _ in part], dtype=torch.long)
                 for k, (r, _, a) in enumerate(part):
                     n = len(a) - 1
+                    cand_tokens += n
                     a_ids[k, :n] = torch.tensor(a[:-1])
                     a_mask[k, :n] = 1
                     pos[k] = len(run[r].prompt) + torch.arange(la)
                 full_mask = torch.cat([mask.cpu().index_select(0, rows), a_mask], dim=1)
-                sub_cache = _expand_cache(cache, rows.to(device), model.config)
+                sub_cache = _expand_cache(cache_out, rows.to(device), model.config)
                 logits = model(
                     input_ids=a_ids.to(device),
                     attention_mask=full_mask.to(device),
@@ -265,7 +282,11 @@ def prefix_shared_logprobs(
                 del logits, lsm, sub_cache
                 for k, (r, j, a) in enumerate(part):
                     out[run[r].item][j].extend(tok_lp[k, : len(a) - 1].tolist())
-            del cache
+            if stats is not None:
+                stats.add(candidates=cand_tokens)
+            if cache is not None:
+                cache.record(None, candidates=cand_tokens)
+            del cache_out
     return out
 
 
@@ -333,12 +354,16 @@ def score_items(
     naive: bool = False,
     max_prefix_tokens: int = 16384,
     max_candidates: int = 64,
+    cache: PrefixCache | None = None,
+    stats: CacheStats | None = None,
 ) -> list[list[float]]:
     """Q values of every action of every (context, actions) item: the batched scoring core.
 
     ``model`` is a peft model (adapter = policy, adapter disabled = reference). With
     ``naive=True`` each candidate's full sequence is computed on its own (for checks and
-    benchmarks). Empty action lists give empty score lists.
+    benchmarks). Empty action lists give empty score lists. With a prefix ``cache`` the
+    adapter-on pass and the adapter-off pass each reuse their own cached prefixes (the
+    adapter-off namespace is the base checkpoint's, shared with a policy on that checkpoint).
     """
     if not any(len(a) for _, a in items):
         return [[] for _ in items]
@@ -348,10 +373,20 @@ def score_items(
         with adapter_disabled(model):
             ref = naive_logprobs(model, tokenizer, items, encoded=encoded)
     else:
-        kw = {"max_prefix_tokens": max_prefix_tokens, "max_candidates": max_candidates}
-        pol = prefix_shared_logprobs(model, tokenizer, items, encoded=encoded, **kw)
+        kw: dict[str, Any] = {
+            "max_prefix_tokens": max_prefix_tokens,
+            "max_candidates": max_candidates,
+            "cache": cache,
+            "stats": stats,
+        }
+        on = off = None
+        if cache is not None:
+            on, off = model_namespace(model, adapter=True), model_namespace(model, adapter=False)
+        pol = prefix_shared_logprobs(model, tokenizer, items, encoded=encoded, namespace=on, **kw)
         with adapter_disabled(model):
-            ref = prefix_shared_logprobs(model, tokenizer, items, encoded=encoded, **kw)
+            ref = prefix_shared_logprobs(
+                model, tokenizer, items, encoded=encoded, namespace=off, **kw
+            )
     return [
         [aggregate(p, r, beta, aggregation) for p, r in zip(prow, rrow, strict=True)]
         for prow, rrow in zip(pol, ref, strict=True)
@@ -364,6 +399,12 @@ class QValueScorer(BaseScorer):
     ``score(context, actions)`` returns ``beta * sum(log pi_theta - log pi_ref)`` per action
     (or the mean over tokens with ``aggregation="mean"``); ``score_batch`` scores several
     contexts in shared batches. Thread-safe (one forward at a time).
+
+    ``prefix_cache`` (default True: the process-wide
+    :func:`~agentq.models.prefix_cache.shared_prefix_cache`; False: none; or a
+    :class:`~agentq.models.prefix_cache.PrefixCache`) lets each step reuse the KV of the
+    previous steps' context, adapter on and off; ``cache_bytes`` sets its budget (a positive
+    size such as ``"512MiB"``). :meth:`stats` reports hits, tokens reused and cache bytes.
     """
 
     def __init__(
@@ -377,6 +418,8 @@ class QValueScorer(BaseScorer):
         max_prefix_tokens: int = 16384,
         max_candidates: int = 64,
         config: dict[str, Any] | None = None,
+        prefix_cache: Any = True,
+        cache_bytes: Any = None,
     ) -> None:
         if aggregation not in ("sum", "mean"):
             raise UserInputError(f"unknown aggregation {aggregation!r}; use sum or mean")
@@ -395,7 +438,18 @@ class QValueScorer(BaseScorer):
         self.max_prefix_tokens = max_prefix_tokens
         self.max_candidates = max_candidates
         self.config = config or {}
+        self.prefix_cache = resolve_prefix_cache(prefix_cache, cache_bytes)
+        self.cache_stats = CacheStats()
+        """This scorer's own use of the prefix cache (the cache itself may be shared)."""
         self._lock = threading.Lock()
+
+    def stats(self) -> dict[str, Any]:
+        """Prefix-cache use: this scorer's hits, misses, tokens reused and computed, and the
+        cache's bytes, peak bytes and budget (``cache`` is None when caching is off)."""
+        with self._lock:
+            d = self.cache_stats.to_dict()
+        d["cache"] = self.prefix_cache.stats() if self.prefix_cache is not None else None
+        return d
 
     @classmethod
     def from_pretrained(
@@ -416,6 +470,8 @@ class QValueScorer(BaseScorer):
         from agentq.models.loading import load_causal_lm
         from agentq.models.qmodel import check_base_compatible, read_qmodel_config
 
+        if options.get("cache_bytes") is not None:  # bad input before the model loads
+            parse_cache_bytes(options["cache_bytes"])
         d = Path(directory).expanduser()
         doc = read_qmodel_config(d)
         base, tok = load_causal_lm(doc["base_model"], device=device, dtype=dtype)
@@ -457,6 +513,8 @@ class QValueScorer(BaseScorer):
                 max_length=self.max_length,
                 max_prefix_tokens=self.max_prefix_tokens,
                 max_candidates=self.max_candidates,
+                cache=self.prefix_cache,
+                stats=self.cache_stats,
             )
 
     def score_naive(self, context: Context, actions: Sequence[str]) -> list[float]:
@@ -476,6 +534,7 @@ class QValueScorer(BaseScorer):
 def scorer_from_spec(directory: str, **options: Any) -> QValueScorer:
     """The ``qmodel:DIR`` SCORER spec: :meth:`QValueScorer.from_pretrained` on ``DIR``.
 
-    Options: ``device``, ``dtype``, ``aggregation``, ``max_length``, ``max_candidates``.
+    Options: ``device``, ``dtype``, ``aggregation``, ``max_length``, ``max_candidates``,
+    ``prefix_cache`` (true/false), ``cache_bytes`` (the prefix cache's budget, e.g. ``1GiB``).
     """
     return QValueScorer.from_pretrained(directory, **options)

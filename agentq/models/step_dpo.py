@@ -88,14 +88,15 @@ def group_pairs(
     return out
 
 
-def fill_reference_logps(model: Any, groups: Sequence[PairGroup]) -> None:
+def fill_reference_logps(model: Any, groups: Sequence[PairGroup], progress: bool = False) -> None:
     """Summed log-probs of every action under the reference (adapter off), computed once."""
     import torch
+    from tqdm import tqdm
 
     from agentq.models.scorer import adapter_disabled
 
     with adapter_disabled(model), torch.inference_mode():
-        for g in groups:
+        for g in tqdm(groups, desc="reference log-probs", unit="decision", disable=not progress):
             g.ref_logps = [float(x) for x in group_action_logps(model, g.prompt_ids, g.action_ids)]
 
 

@@ -20,6 +20,7 @@ import json
 import math
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +55,10 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    lora_layers: int = 0
+    """Adapt only the top ``lora_layers`` decoder layers (0 = every layer). The layers below stay
+    frozen and carry no adapter, so the backward pass stops at the lowest adapted layer: on a
+    CPU, top-6 of SmolLM2's 30 layers trains a decision ~2.5x faster than every layer."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (saves memory, costs ~30% more compute)."""
     trainer: str = "grouped"
@@ -87,6 +92,8 @@ class TrainConfig:
             raise UserInputError(f"max_length {self.max_length} is too small")
         if self.lora_r < 1:
             raise UserInputError("lora_r must be at least 1")
+        if self.lora_layers < 0:
+            raise UserInputError(f"lora_layers must be >= 0 (0 = all), not {self.lora_layers}")
         if self.trainer not in ("grouped", "trl"):
             raise UserInputError(f"trainer must be grouped or trl, not {self.trainer!r}")
         if self.aggregation not in ("sum", "mean"):
@@ -185,26 +192,42 @@ def _progress_callback(progress: bool) -> Any:
 def pairwise_accuracy(
     model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, beta: float, max_length: int | None
 ) -> float | None:
-    """Share of pairs with Q(chosen) > Q(rejected) under the peft ``model`` (None for no pairs)."""
+    """Share of pairs with Q(chosen) > Q(rejected) under the peft ``model`` (None for no pairs).
+
+    Pairs of one decision (same task and context) are scored together: one prefix pass per
+    decision and model, whatever the number of pairs there.
+    """
     from agentq.models.scorer import score_items
 
     if not pairs:
         return None
-    items = [
-        (list(p["prompt"]), [p["chosen"][-1]["content"], p["rejected"][-1]["content"]])
-        for p in pairs
-    ]
+    decisions: dict[str, tuple[list[Any], list[str]]] = {}
+    where: list[tuple[str, int, int]] = []
+    for p in pairs:
+        context = list(p["prompt"])
+        key = json.dumps([p.get("task_id"), context], sort_keys=True, default=str)
+        _, actions = decisions.setdefault(key, (context, []))
+        idx = []
+        for side in ("chosen", "rejected"):
+            text = str(p[side][-1]["content"])
+            if text not in actions:
+                actions.append(text)
+            idx.append(actions.index(text))
+        where.append((key, idx[0], idx[1]))
+    keys = list(decisions)
     was_training = model.training
     model.eval()
     try:
-        scores: list[list[float]] = []
-        for start in range(0, len(items), 16):
-            scores += score_items(
-                model, tokenizer, items[start : start + 16], beta=beta, max_length=max_length
+        scores: dict[str, list[float]] = {}
+        for start in range(0, len(keys), 8):
+            part = keys[start : start + 8]
+            got = score_items(
+                model, tokenizer, [decisions[k] for k in part], beta=beta, max_length=max_length
             )
+            scores.update(zip(part, got, strict=True))
     finally:
         model.train(was_training)
-    return sum(s[0] > s[1] for s in scores) / len(scores)
+    return sum(scores[k][c] > scores[k][r] for k, c, r in where) / len(where)
 
 
 _ASIN_CLICK = re.compile(r"click\[b0[a-z0-9]{8}\]", re.IGNORECASE)
@@ -247,6 +270,18 @@ def pairwise_accuracy_by_type(
     return out
 
 
+def adapted_layers(model_config: Any, top: int) -> list[int] | None:
+    """Indices of the top ``top`` decoder layers (None = every layer, for ``top == 0``)."""
+    if not top:
+        return None
+    total = getattr(model_config, "num_hidden_layers", None)
+    if not total:
+        raise UserInputError("lora_layers needs a model config with num_hidden_layers")
+    if top > total:
+        raise UserInputError(f"lora_layers {top} is more than the model's {total} layers")
+    return list(range(total - top, total))
+
+
 def _checkpointing_field() -> str:
     """``activation_checkpointing`` in newer transformers, ``gradient_checkpointing`` before."""
     import dataclasses
@@ -269,14 +304,27 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, *, remove: bool = False) -> None:
+    """Refuse an existing output without ``overwrite``; with ``remove``, clear it (once the
+    run has passed every input check, so a failing run never destroys a previous model)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
             raise UserInputError(f"output {out} already exists (pass --overwrite to replace it)")
+        if not remove:
+            return
         if out.is_dir():
             shutil.rmtree(out)
         else:
             out.unlink()
+
+
+def usable_pairs(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pairs whose chosen and rejected actions differ (a pair of one action teaches nothing)."""
+    return [
+        p
+        for p in pairs
+        if str(p["chosen"][-1].get("content", "")) != str(p["rejected"][-1].get("content", ""))
+    ]
 
 
 def train_qmodel(
@@ -306,11 +354,18 @@ def train_qmodel(
     else:
         pairs_path = None
         records = list(pairs)
+    where = str(pairs_path) if pairs_path else "pairs"
     train_pairs = [p for p in records if p.get("split", "train") == "train"]
-    val_pairs = [p for p in records if p.get("split", "train") == "validation"]
+    val_pairs = usable_pairs([p for p in records if p.get("split", "train") == "validation"])
     if not train_pairs:
         raise UserInputError(
-            "no training pairs (every pair is in the validation split, or the file is empty)"
+            f"{where}: no training pairs (every pair is in the validation split, or the file "
+            "is empty)"
+        )
+    train_pairs = usable_pairs(train_pairs)
+    if not train_pairs:
+        raise UserInputError(
+            f"{where}: no usable training pair (chosen and rejected are the same action in every one)"
         )
     _check_out(out, overwrite)
 
@@ -330,16 +385,17 @@ def train_qmodel(
         raise UserInputError(
             f"max_length {cfg.max_length} is longer than the model can take ({limit})"
         )
-    where = str(pairs_path) if pairs_path else "pairs"
+    layers = adapted_layers(model.config, cfg.lora_layers)
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules),
+        layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
     use_bf16 = device.startswith("cuda") and next(model.parameters()).dtype == torch.bfloat16
-    work = out / ".trainer"
+    work = Path(tempfile.mkdtemp(prefix="agentq-train-"))  # the Trainer's scratch, not ``out``
     ckpt: dict[str, Any] = {_checkpointing_field(): cfg.gradient_checkpointing}
     common = dict(
         output_dir=str(work),
@@ -374,7 +430,7 @@ def train_qmodel(
             model.gradient_checkpointing_enable()
             model.enable_input_require_grads()
         peft_model_in = get_peft_model(model, lora)
-        fill_reference_logps(peft_model_in, groups)
+        fill_reference_logps(peft_model_in, groups, progress)
         prompt_lengths = [len(g.prompt_ids) for g in groups]
         truncated = sum(
             sum(map(len, tokenize_for_scoring(tok, list(p["prompt"]), p["chosen"][-1]["content"])))
@@ -411,7 +467,10 @@ def train_qmodel(
     trainer.remove_callback(PrinterCallback)  # raw log dicts: our bar shows the useful part
     trainer.remove_callback(ProgressCallback)
     t0 = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     wall = time.perf_counter() - t0
     peft_model = trainer.model
     history = [h for h in trainer.state.log_history if "loss" in h]
@@ -425,7 +484,7 @@ def train_qmodel(
         else None
     )
     train_acc = pairwise_accuracy(
-        peft_model, tok, train_pairs[:256], beta=cfg.beta, max_length=cfg.max_length
+        peft_model, tok, train_pairs[:128], beta=cfg.beta, max_length=cfg.max_length
     )
     metrics: dict[str, Any] = {
         "steps": trainer.state.global_step,
@@ -457,6 +516,7 @@ def train_qmodel(
         "mean_prompt_tokens": round(sum(prompt_lengths) / max(len(prompt_lengths), 1), 1),
     }
     shutil.rmtree(work, ignore_errors=True)
+    _check_out(out, overwrite, remove=True)  # a previous model goes only now, on success
     out.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(str(out), safe_serialization=True)
     resolved = resolve_model_path(base)
@@ -476,6 +536,7 @@ def train_qmodel(
             "alpha": cfg.lora_alpha,
             "dropout": cfg.lora_dropout,
             "target_modules": list(cfg.target_modules),
+            "layers": layers,
         },
         data=data,
         metrics=metrics,

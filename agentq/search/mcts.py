@@ -43,7 +43,8 @@ class MCTSConfig:
     c: float = 1.41
     """UCT exploration constant."""
     rollout: str = "policy"
-    """Leaf valuation: ``policy`` (proposer's first sample), ``random`` (random valid action),
+    """Leaf valuation: ``policy`` (the rollout policy's first sample: the proposer's own unless
+    a separate ``rollout_proposer`` is given), ``random`` (random valid action),
     ``scorer`` (the rollout Scorer's score of the leaf action), ``none`` (step reward only)."""
     depth_limit_reward: float = 0.0
     """Return given to a simulation cut off at ``max_depth``."""
@@ -107,9 +108,11 @@ class _Search:
         rollout_scorer: Any,
         stats: MCTSStats,
         on_progress: Callable[[TaskTree], None] | None,
+        rollout_proposer: Any = None,
     ) -> None:
         self.env, self.task_id, self.proposer, self.cfg = env, task_id, proposer, config
         self.rollout_scorer = rollout_scorer
+        self.rollout_proposer = rollout_proposer if rollout_proposer is not None else proposer
         self.stats = stats
         self.on_progress = on_progress
         self.rng = random.Random(task_seed(config.seed, task_id))  # the random rollouts
@@ -148,10 +151,12 @@ class _Search:
             self.tree.context, [(n.action or "", n.observation or "") for n in self.tree.path(node)]
         )
 
-    async def _propose(self, context: Context, n: int, valid: list[str] | None) -> list[Any]:
+    async def _propose(
+        self, context: Context, n: int, valid: list[str] | None, proposer: Any = None
+    ) -> list[Any]:
         t = time.perf_counter()
         try:
-            cands = await self.proposer.apropose(context, n, valid_actions=valid)
+            cands = await (proposer or self.proposer).apropose(context, n, valid_actions=valid)
         except ProposerError:
             raise
         except Exception as e:  # a proposer fault fails this task, not the run
@@ -246,7 +251,7 @@ class _Search:
             if mode == "random" and valid:
                 action = self.rng.choice(valid)
             else:
-                action = (await self._propose(context, 1, valid))[0].text
+                action = (await self._propose(context, 1, valid, self.rollout_proposer))[0].text
             obs, reward, done, _ = await self._env(self.env.step, action)
             self.env_at = None
             total += float(reward)
@@ -320,10 +325,14 @@ async def run_mcts(
     config: MCTSConfig | None = None,
     *,
     rollout_scorer: Any = None,
+    rollout_proposer: Any = None,
     stats: MCTSStats | None = None,
     on_progress: Callable[[TaskTree], None] | None = None,
 ) -> TaskTree:
     """Build the MCTS tree of ``task_id`` in ``env`` with candidates from ``proposer``.
+
+    ``rollout_proposer`` (a Proposer) plays the ``rollout="policy"`` simulations from new
+    leaves; by default the ``proposer`` that expands the tree plays them too.
 
     If the environment has a ``seed(int)`` method it is reseeded per task, so results do not
     depend on which tasks an environment instance ran before; the search runs inside
@@ -342,5 +351,6 @@ async def run_mcts(
             rollout_scorer,
             stats if stats is not None else MCTSStats(),
             on_progress,
+            rollout_proposer,
         )
         return await search.run()

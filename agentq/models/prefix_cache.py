@@ -1,0 +1,714 @@
+"""One bounded prefix (KV) cache for local transformers models, shared across steps and models.
+
+An agent's context only grows: step t's prompt is step t-1's plus an action and an observation.
+:class:`PrefixCache` keeps the key/value states of prompts already computed, keyed by their
+token ids, so the next prompt runs only its new tokens through the model.
+
+Structure (after SGLang's radix cache): one radix tree per *namespace*, each edge a run of
+token ids holding that run's KV slice (every layer, batch 1). A lookup walks the tree along
+the prompt and concatenates the slices of the longest matching path; an insert adds the
+unmatched tail as a new leaf, splitting an edge where two prompts diverge. Memory is bounded
+by ``max_bytes`` (default :data:`DEFAULT_CACHE_BYTES`): after each insert, leaves are evicted
+least-recently-used first until the stored tensors fit (a prompt larger than the whole budget
+is therefore not kept). All methods take one lock, so concurrent callers are safe; stored
+tensors are never written in place, and lookups hand out fresh copies.
+
+A namespace is the identity of the function that produced the KV: :func:`model_namespace`
+gives (checkpoint path, dtype, device, a fingerprint of the embedding weights, adapter). A
+Q-model's adapter-off (reference) pass runs the bare base model, so its namespace equals the
+policy's when both load the same checkpoint: the reference reuses what the policy computed
+(the ``adapter`` part is only added when the adapter is on). The key is the checkpoint, never
+the Python object, so two loads of one checkpoint share entries.
+
+Who uses it (:func:`shared_prefix_cache` is the one process-wide instance by default):
+
+* :func:`agentq.models.scorer.prefix_shared_logprobs`: the constrained
+  :class:`~agentq.models.proposer.LocalProposer`, its log-probs of free candidates, and
+  :class:`~agentq.models.scorer.QValueScorer` (adapter on and adapter off, each in its own
+  namespace), so ``agentq serve`` reuses a prefix across requests too.
+* Free generation (:func:`cached_generate`) in :class:`LocalProposer` and
+  ``LocalChatModel``: used when every row of one ``generate`` call has the same prompt (one
+  context, N samples). Several different prompts in one call are left-padded together and
+  run uncached: their padded positions would not match the cached ones, and splitting the
+  call would change how the sampler draws from the seeded generator.
+* Not used: the tool-augmented reward model (``rm:DIR``) with ``pooling="mean"`` needs the
+  hidden state of every token, which a KV cache does not keep, and its verification traces
+  are generated across many different prompts at once (see above); ``LocalChatModel``'s
+  streaming path runs uncached (its generation happens in a worker thread the caller does not
+  wait for). Models whose cache is not a plain full-attention ``DynamicCache`` (sliding
+  window, hybrid or recurrent layers) are never cached: :func:`supports_prefix_cache`.
+
+When no prefix is reused: a context truncated by :func:`agentq.render.truncate_context`
+loses whole middle turns, so every token after the task changes position; only the system
+prompt and the task are then found in the cache, and each further step that drops another
+turn recomputes everything after them. Different chat templates or ``max_length`` values give
+different token ids and so different entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import re
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from agentq.errors import UserInputError
+
+DEFAULT_CACHE_BYTES = 512 * 1024**2
+"""Default budget of the shared prefix cache: 512 MiB of stored KV tensors."""
+
+KV = list[tuple[Any, Any]]
+"""Per layer, (keys, values) tensors of shape (batch, kv_heads, tokens, head_dim)."""
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "t": 1000**4,
+    "tb": 1000**4,
+}
+
+
+def parse_cache_bytes(value: Any) -> int:
+    """A cache budget in bytes from an int or a size string (``"512MiB"``, ``"2G"``, ``"1e9"``).
+
+    Raises ``UserInputError`` (one line) for anything that is not a positive size.
+    """
+    what = f"prefix cache budget must be a positive size such as 512MiB or 2GB, not {value!r}"
+    if isinstance(value, bool):
+        raise UserInputError(what)
+    if isinstance(value, int | float):
+        n = value
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*", str(value).lower())
+        if m is None or m.group(2) not in _UNITS:
+            raise UserInputError(what)
+        n = float(m.group(1)) * _UNITS[m.group(2)]
+    if not n == n or n < 1 or n == float("inf"):  # NaN, non-positive, infinite
+        raise UserInputError(what)
+    return int(n)
+
+
+@dataclass
+class CacheStats:
+    """Counters of prefix-cache use (one per consumer, and one for the whole cache)."""
+
+    lookups: int = 0
+    """Prompts looked up."""
+    hits: int = 0
+    """Lookups that found a cached prefix of at least one token."""
+    tokens_reused: int = 0
+    """Prompt tokens read from the cache instead of computed."""
+    tokens_computed: int = 0
+    """Prompt (prefill) tokens run through the model."""
+    candidate_tokens: int = 0
+    """Candidate-action tokens run over a prompt's KV (scoring; not prefill, never cached)."""
+
+    @property
+    def misses(self) -> int:
+        """Lookups that found nothing."""
+        return self.lookups - self.hits
+
+    def add(
+        self,
+        lookups: int = 0,
+        hits: int = 0,
+        reused: int = 0,
+        computed: int = 0,
+        candidates: int = 0,
+    ) -> None:
+        """Add to the counters."""
+        self.candidate_tokens += candidates
+        self.lookups += lookups
+        self.hits += hits
+        self.tokens_reused += reused
+        self.tokens_computed += computed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, with ``misses``, ``hit_rate`` and ``reuse_rate`` (token share)."""
+        d: dict[str, Any] = asdict(self)
+        d["misses"] = self.misses
+        d["hit_rate"] = self.hits / self.lookups if self.lookups else 0.0
+        total = self.tokens_reused + self.tokens_computed
+        d["reuse_rate"] = self.tokens_reused / total if total else 0.0
+        return d
+
+
+class _Node:
+    __slots__ = ("children", "kv", "last_used", "nbytes", "ns", "parent", "tokens")
+
+    def __init__(self, ns: Hashable, tokens: tuple[int, ...], kv: KV | None, parent: Any) -> None:
+        self.ns = ns
+        self.tokens = tokens
+        self.kv = kv or []
+        self.parent: _Node | None = parent
+        self.children: dict[int, _Node] = {}
+        self.last_used = 0
+        self.nbytes = sum(int(k.nbytes) + int(v.nbytes) for k, v in self.kv)
+
+
+def _common(a: Sequence[int], b: Sequence[int], start: int) -> int:
+    """Length of the common prefix of ``a`` and ``b[start:]``."""
+    n = min(len(a), len(b) - start)
+    i = 0
+    while i < n and a[i] == b[start + i]:
+        i += 1
+    return i
+
+
+def _slice(kv: KV, start: int, end: int) -> KV:
+    return [
+        (k[:, :, start:end].clone().contiguous(), v[:, :, start:end].clone().contiguous())
+        for k, v in kv
+    ]
+
+
+class PrefixCache:
+    """A radix tree of KV states keyed by (namespace, token-id prefix), LRU under a byte budget.
+
+    ``match`` finds the longest cached prefix of a prompt and returns its KV; ``insert`` stores
+    a prompt's KV (only the part not cached yet is copied). Thread-safe. See the module
+    docstring for what a namespace is and who uses the cache.
+    """
+
+    def __init__(self, max_bytes: Any = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = parse_cache_bytes(max_bytes)
+        self._lock = threading.RLock()
+        self._roots: dict[Hashable, _Node] = {}
+        self._clock = 0
+        self.bytes = 0
+        """Bytes of KV tensors stored now."""
+        self.peak_bytes = 0
+        """Most bytes stored at once after an insert's eviction (never above the budget)."""
+        self.evictions = 0
+        """Leaves evicted so far."""
+        self.totals = CacheStats()
+        """Counters over every consumer of this cache."""
+
+    # -- public ----------------------------------------------------------------------------
+    def set_budget(self, max_bytes: Any) -> None:
+        """Change the budget (a positive size); evicts at once when the cache is over it."""
+        with self._lock:
+            self.max_bytes = parse_cache_bytes(max_bytes)
+            self._evict()
+
+    def clear(self) -> None:
+        """Drop every entry (counters are kept)."""
+        with self._lock:
+            self._roots.clear()
+            self.bytes = 0
+
+    def match(
+        self, namespace: Hashable, tokens: Sequence[int], max_tokens: int | None = None
+    ) -> tuple[int, KV | None]:
+        """(n, kv): the longest cached prefix of ``tokens`` (at most ``max_tokens`` long).
+
+        ``kv`` holds fresh (batch 1) copies of that prefix's keys and values per layer, or None
+        when ``n`` is 0. Marks the matched entries as recently used.
+        """
+        limit = len(tokens) if max_tokens is None else min(max_tokens, len(tokens))
+        if limit <= 0:
+            return 0, None
+        with self._lock:
+            self._clock += 1
+            node = self._roots.get(namespace)
+            if node is None:
+                return 0, None
+            pieces: list[tuple[_Node, int]] = []
+            pos = 0
+            while pos < limit:
+                child = node.children.get(tokens[pos])
+                if child is None:
+                    break
+                n = min(_common(child.tokens, tokens, pos), limit - pos)
+                if n == 0:
+                    break
+                pieces.append((child, n))
+                child.last_used = self._clock
+                pos += n
+                if n < len(child.tokens):
+                    break
+                node = child
+            if not pos:
+                return 0, None
+            import torch
+
+            layers = len(pieces[0][0].kv)
+            kv = [
+                (
+                    torch.cat([p.kv[i][0][:, :, :n] for p, n in pieces], dim=2),
+                    torch.cat([p.kv[i][1][:, :, :n] for p, n in pieces], dim=2),
+                )
+                for i in range(layers)
+            ]
+            return pos, kv
+
+    def insert(
+        self, namespace: Hashable, tokens: Sequence[int], kv_of: Callable[[int, int], KV]
+    ) -> int:
+        """Store the KV of ``tokens``; ``kv_of(start, end)`` gives positions ``[start, end)``.
+
+        Only the part of ``tokens`` not yet cached is asked for. Returns how many new tokens
+        were stored (0 when all were cached, or when the entry did not fit in the budget).
+        """
+        toks = tuple(int(t) for t in tokens)
+        if not toks:
+            return 0
+        with self._lock:
+            self._clock += 1
+            root = self._roots.get(namespace)
+            if root is None:
+                root = self._roots[namespace] = _Node(namespace, (), None, None)
+            node, pos = root, 0
+            while pos < len(toks):
+                child = node.children.get(toks[pos])
+                if child is None:
+                    break
+                n = _common(child.tokens, toks, pos)
+                child.last_used = self._clock
+                if n < len(child.tokens):
+                    child = self._split(child, n)
+                pos += n
+                node = child
+            added = len(toks) - pos
+            if added:
+                leaf = _Node(namespace, toks[pos:], _slice(kv_of(pos, len(toks)), 0, added), node)
+                leaf.last_used = self._clock
+                node.children[toks[pos]] = leaf
+                self.bytes += leaf.nbytes
+                self._evict()
+                if leaf.parent is None:  # evicted at once: larger than the budget
+                    added = 0
+            self.peak_bytes = max(self.peak_bytes, self.bytes)
+            return added
+
+    def record(self, stats: CacheStats | None, **counts: int) -> None:
+        """Add ``counts`` (``lookups``, ``hits``, ``reused``, ``computed``, ``candidates``) to
+        ``stats`` and to this cache's totals."""
+        with self._lock:
+            self.totals.add(**counts)
+            if stats is not None:
+                stats.add(**counts)
+
+    def entries(self) -> int:
+        """How many tree nodes hold KV now."""
+        with self._lock:
+            count = 0
+            stack = list(self._roots.values())
+            while stack:
+                n = stack.pop()
+                count += len(n.children)
+                stack.extend(n.children.values())
+            return count
+
+    def stats(self) -> dict[str, Any]:
+        """Totals (hits, misses, tokens reused and computed) and bytes, peak bytes, budget."""
+        with self._lock:
+            d = self.totals.to_dict()
+            d.update(
+                bytes=self.bytes,
+                peak_bytes=self.peak_bytes,
+                budget_bytes=self.max_bytes,
+                entries=self.entries(),
+                evictions=self.evictions,
+                namespaces=len(self._roots),
+            )
+            return d
+
+    # -- internals -------------------------------------------------------------------------
+    def _split(self, node: _Node, n: int) -> _Node:
+        """Cut ``node``'s edge after ``n`` tokens; return the new upper node."""
+        parent = node.parent
+        assert parent is not None
+        upper = _Node(node.ns, node.tokens[:n], _slice(node.kv, 0, n), parent)
+        upper.last_used = node.last_used
+        lower_kv = _slice(node.kv, n, len(node.tokens))
+        old = node.nbytes
+        node.tokens, node.kv, node.parent = node.tokens[n:], lower_kv, upper
+        node.nbytes = sum(int(k.nbytes) + int(v.nbytes) for k, v in lower_kv)
+        upper.children[node.tokens[0]] = node
+        parent.children[upper.tokens[0]] = upper
+        self.bytes += upper.nbytes + node.nbytes - old
+        return upper
+
+    def _evict(self) -> None:
+        if self.bytes <= self.max_bytes:
+            return
+        heap: list[tuple[int, int, _Node]] = []
+        stack = list(self._roots.values())
+        while stack:
+            n = stack.pop()
+            for c in n.children.values():
+                if c.children:
+                    stack.append(c)
+                else:
+                    heap.append((c.last_used, id(c), c))
+        heapq.heapify(heap)
+        while self.bytes > self.max_bytes and heap:
+            _, _, leaf = heapq.heappop(heap)
+            parent = leaf.parent
+            assert parent is not None
+            del parent.children[leaf.tokens[0]]
+            leaf.parent = None
+            self.bytes -= leaf.nbytes
+            self.evictions += 1
+            if parent.parent is not None and not parent.children:
+                heapq.heappush(heap, (parent.last_used, id(parent), parent))
+            elif parent.parent is None and not parent.children:
+                self._roots.pop(parent.ns, None)
+
+
+_SHARED: PrefixCache | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_prefix_cache(max_bytes: Any = None) -> PrefixCache:
+    """The process-wide prefix cache (created on first use with :data:`DEFAULT_CACHE_BYTES`).
+
+    With ``max_bytes`` its budget is set to that size (the last caller's budget wins), so a
+    policy and a Q-model loaded with the same option share one bounded cache.
+    """
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = PrefixCache(DEFAULT_CACHE_BYTES if max_bytes is None else max_bytes)
+        elif max_bytes is not None:
+            _SHARED.set_budget(max_bytes)
+        return _SHARED
+
+
+def resolve_prefix_cache(prefix_cache: Any = True, cache_bytes: Any = None) -> PrefixCache | None:
+    """The cache a model option names: True (the shared one), False/None/"off" (none), or a
+    :class:`PrefixCache`. ``cache_bytes`` (a positive size) sets the budget; invalid values
+    raise ``UserInputError``."""
+    if cache_bytes is not None:
+        parse_cache_bytes(cache_bytes)
+    if isinstance(prefix_cache, PrefixCache):
+        if cache_bytes is not None:
+            prefix_cache.set_budget(cache_bytes)
+        return prefix_cache
+    if isinstance(prefix_cache, str):
+        low = prefix_cache.strip().lower()
+        if low in ("0", "false", "no", "off", "none"):
+            prefix_cache = False
+        elif low in ("1", "true", "yes", "on", "shared"):
+            prefix_cache = True
+        else:
+            raise UserInputError(f"prefix_cache must be true or false, not {prefix_cache!r}")
+    if not prefix_cache:
+        return None
+    return shared_prefix_cache(cache_bytes)
+
+
+# ------------------------------------------------------------------------------------------
+# namespaces
+# ------------------------------------------------------------------------------------------
+
+
+def _weights_sample(t: Any) -> str:
+    import torch
+
+    flat = t.detach().reshape(-1)
+    step = max(1, flat.numel() // 64)
+    sample = flat[::step][:64].float().cpu()
+    return hashlib.sha256(sample.numpy().tobytes() + str(tuple(t.shape)).encode()).hexdigest()[
+        :16
+    ] + str(torch.finfo(t.dtype).bits if t.dtype.is_floating_point else "")
+
+
+def _base_model(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def model_namespace(model: Any, adapter: bool | None = None) -> tuple[Any, ...]:
+    """The cache namespace of ``model``'s forward pass: checkpoint identity + adapter state.
+
+    ``(name_or_path, dtype, device, fingerprint of the input/output embeddings)`` for the bare
+    model; with ``adapter=True`` (a peft model with its adapter on) the adapter's name, config
+    and a fingerprint of its weights are added. ``adapter=None`` means "on when ``model`` is a
+    peft model". The adapter-off pass of a Q-model therefore shares the namespace of a policy
+    loaded from the same checkpoint in the same dtype on the same device.
+    """
+    base = _base_model(model)
+    cfg = getattr(base, "config", None)
+    name = str(getattr(cfg, "_name_or_path", "") or "")
+    param = next(base.parameters())
+    parts: list[Any] = ["lm", name, str(param.dtype), str(param.device)]
+    emb = base.get_input_embeddings()
+    parts.append(_weights_sample(emb.weight))
+    out = base.get_output_embeddings()
+    if out is not None and out.weight is not emb.weight:
+        parts.append(_weights_sample(out.weight))
+    if adapter is None:
+        adapter = hasattr(model, "peft_config")
+    if adapter and hasattr(model, "peft_config"):
+        active = getattr(model, "active_adapter", "default")
+        conf = model.peft_config.get(active) if isinstance(model.peft_config, dict) else None
+        lora = [p for n, p in model.named_parameters() if "lora_" in n]
+        import torch
+
+        if lora:
+            sample = torch.stack([p.detach().reshape(-1)[:16].float().sum() for p in lora])
+            digest = hashlib.sha256(sample.cpu().numpy().tobytes()).hexdigest()[:16]
+        else:
+            digest = ""
+        parts.append(("adapter", str(active), repr(conf), digest))
+    return tuple(parts)
+
+
+def supports_prefix_cache(model: Any) -> bool:
+    """True when ``model`` uses plain full-attention KV layers (what this cache stores)."""
+    cfg = getattr(_base_model(model), "config", None)
+    if cfg is None:
+        return False
+    if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
+        return False
+    types = getattr(cfg, "layer_types", None)
+    return not (types and any(t != "full_attention" for t in types))
+
+
+def cache_kwarg(model: Any) -> str:
+    """Name of the argument that takes a KV cache (``cache`` in newer transformers)."""
+    import inspect
+
+    params = inspect.signature(_base_model(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def kv_to_cache(kv: KV, config: Any) -> Any:
+    """A ``DynamicCache`` holding ``kv`` (one (keys, values) pair per layer)."""
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=[(k, v) for k, v in kv], config=config)
+
+
+def cache_layers(cache: Any) -> KV:
+    """(keys, values) per layer of a ``DynamicCache`` (either transformers layout)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [(layer.keys, layer.values) for layer in layers]
+    return [(k, v) for k, v in zip(cache.key_cache, cache.value_cache, strict=True)]
+
+
+# ------------------------------------------------------------------------------------------
+# one prefill pass from cached prefixes
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prefill:
+    """The result of :func:`cached_prefill` for a batch of prompts.
+
+    The batch's KV layout per row r is ``[cached m_r | masked hole up to held | news[r] new
+    tokens | padding]``; ``mask`` (R, held + max news) marks the real positions.
+    """
+
+    output: Any
+    """The model's output (``logits`` at the kept positions, the KV cache, hidden states)."""
+    mask: Any
+    """Attention mask over the batch cache's slots (on the model's device)."""
+    held: int
+    """Width of the cached part of the batch (the longest cached prefix of any row)."""
+    news: list[int]
+    """Tokens computed per row (prompt length minus its cached prefix)."""
+    last_index: list[int]
+    """Per row, the input position (0-based, in the new tokens) of its prompt's last token."""
+    last_column: list[int]
+    """Per row, the column of ``output.logits`` holding its last token (``last_logits_only``)."""
+
+
+def _padded_cache(hits: list[tuple[int, KV | None]], held: int, config: Any) -> Any:
+    """A batch cache of width ``held``: row r holds its cached prefix, zeros (masked) after."""
+    import torch
+
+    first = next(kv for _, kv in hits if kv is not None)
+    data = []
+    for i, (k0, v0) in enumerate(first):
+        keys = torch.zeros(
+            (len(hits), k0.shape[1], held, k0.shape[3]), dtype=k0.dtype, device=k0.device
+        )
+        vals = torch.zeros(
+            (len(hits), v0.shape[1], held, v0.shape[3]), dtype=v0.dtype, device=v0.device
+        )
+        for r, (m, kv) in enumerate(hits):
+            if kv is not None:
+                keys[r, :, :m] = kv[i][0][0]
+                vals[r, :, :m] = kv[i][1][0]
+        data.append((keys, vals))
+    return kv_to_cache(data, config)
+
+
+def _row_kv(layers: KV, row: int, slots: Any) -> Callable[[int, int], KV]:
+    """``kv_of(start, end)`` for :meth:`PrefixCache.insert`: prompt positions of batch row
+    ``row`` (its slots in the batch cache are ``slots``)."""
+
+    def kv_of(start: int, end: int) -> KV:
+        idx = slots[start:end]
+        return [
+            (k[row : row + 1].index_select(2, idx), v[row : row + 1].index_select(2, idx))
+            for k, v in layers
+        ]
+
+    return kv_of
+
+
+def cached_prefill(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    *,
+    cache: PrefixCache | None,
+    namespace: Hashable | None = None,
+    stats: CacheStats | None = None,
+    pad_id: int = 0,
+    last_logits_only: bool = False,
+    store: bool = True,
+    **forward_kwargs: Any,
+) -> Prefill:
+    """Run a batch of prompts through ``model``, each from its longest cached prefix.
+
+    At least the last token of every prompt is computed (its logits or hidden state is what
+    callers read). Rows with different cached lengths share one batch: their cached parts are
+    laid side by side, the gap masked, so each row attends to exactly its own prompt and the
+    result equals an uncached pass to float rounding. The prompts' KV is stored afterwards
+    (``store``). With ``cache=None`` this is a plain right-padded prefill.
+    ``last_logits_only`` computes logits only at each row's last prompt position.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    if cache is not None and not supports_prefix_cache(model):
+        cache = None
+    if cache is not None and namespace is None:
+        namespace = model_namespace(model)
+    hits: list[tuple[int, KV | None]] = []
+    for p in prompts:
+        if cache is None:
+            hits.append((0, None))
+        else:
+            hits.append(cache.match(namespace, p, max_tokens=len(p) - 1))
+    held = max(m for m, _ in hits)
+    news = [len(p) - m for p, (m, _) in zip(prompts, hits, strict=True)]
+    width = max(news)
+    if cache is not None:
+        cache.record(
+            stats,
+            lookups=len(prompts),
+            hits=sum(1 for m, _ in hits if m),
+            reused=sum(m for m, _ in hits),
+            computed=sum(news),
+        )
+    elif stats is not None:
+        stats.add(computed=sum(news))
+    rows = len(prompts)
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((rows, held + width), dtype=torch.long)
+    pos_ids = torch.zeros((rows, width), dtype=torch.long)
+    for r, (p, (m, _)) in enumerate(zip(prompts, hits, strict=True)):
+        ids[r, : news[r]] = torch.tensor(list(p[m:]), dtype=torch.long)
+        mask[r, :m] = 1
+        mask[r, held : held + news[r]] = 1
+        pos_ids[r] = m + torch.arange(width)
+    mask = mask.to(device)
+    last_index = [n - 1 for n in news]
+    kwargs = dict(forward_kwargs)
+    lasts = sorted(set(last_index))
+    column = [lasts.index(i) for i in last_index] if last_logits_only else list(last_index)
+    if last_logits_only:
+        kwargs["logits_to_keep"] = torch.tensor(lasts, device=device)
+    if held:
+        kwargs[cache_kwarg(model)] = _padded_cache(hits, held, model.config)
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=mask,
+        position_ids=pos_ids.to(device),
+        use_cache=True,
+        **kwargs,
+    )
+    if cache is not None and store:
+        past = getattr(out, "cache", None)
+        if past is None:
+            past = getattr(out, "past_key_values", None)
+        if past is not None:
+            layers = cache_layers(past)
+            for r, (p, (m, _)) in enumerate(zip(prompts, hits, strict=True)):
+                slots = torch.cat([torch.arange(m), held + torch.arange(news[r])]).to(device)
+                cache.insert(namespace, p, _row_kv(layers, r, slots))
+    return Prefill(out, mask, held, news, last_index, column)
+
+
+# ------------------------------------------------------------------------------------------
+# generation
+# ------------------------------------------------------------------------------------------
+
+
+def cached_generate(
+    model: Any,
+    prompt: Sequence[int],
+    rows: int,
+    *,
+    cache: PrefixCache | None,
+    stats: CacheStats | None = None,
+    namespace: Hashable | None = None,
+    **generate_kwargs: Any,
+) -> Any:
+    """``model.generate`` for ``rows`` copies of one ``prompt``, starting from its cached prefix.
+
+    The prompt's KV is stored afterwards for later calls. Returns the ``generate`` output
+    (``return_dict_in_generate=True``: ``.sequences`` holds prompt + generated ids). Samples
+    are the same as an uncached call under the same seed: the sampler draws in the same shape
+    and order; only the prefill differs, by float rounding.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    ids = [int(t) for t in prompt]
+    use = cache is not None and supports_prefix_cache(model)
+    ns = namespace if namespace is not None else (model_namespace(model) if use else None)
+    n, kv = (0, None)
+    if use:
+        assert cache is not None
+        n, kv = cache.match(ns, ids, max_tokens=len(ids) - 1)
+        cache.record(stats, lookups=1, hits=int(n > 0), reused=n, computed=len(ids) - n)
+    elif stats is not None:
+        stats.add(computed=len(ids))
+    input_ids = torch.tensor([ids] * rows, dtype=torch.long, device=device)
+    kwargs = dict(generate_kwargs)
+    kwargs["return_dict_in_generate"] = True
+    if kv is not None:
+        expanded = [
+            (k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1).contiguous())
+            for k, v in kv
+        ]
+        kwargs[cache_kwarg(model)] = kv_to_cache(expanded, model.config)
+    else:
+        kwargs["use_cache"] = True
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs
+        )
+    if use:
+        assert cache is not None
+        past = getattr(out, "cache", None)
+        if past is None:
+            past = getattr(out, "past_key_values", None)
+        if past is not None:
+            layers = cache_layers(past)
+            if layers and layers[0][0] is not None and layers[0][0].shape[2] >= len(ids):
+                cache.insert(
+                    ns,
+                    ids,
+                    lambda s, e: [(k[:1, :, s:e], v[:1, :, s:e]) for k, v in layers],
+                )
+    return out

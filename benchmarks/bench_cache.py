@@ -1,0 +1,211 @@
+"""The prefix (KV) cache, cached against uncached, side by side in one run.
+
+Three measurements, each run twice on the same models (prefix cache on, then off):
+
+1. **WebShop**: one real episode (``--webshop-steps``, default 6) of best-of-N: SmolLM2 as the
+   constrained policy proposes N actions from ``valid_actions()``, the Q-model on the same base
+   (the shipped ``agentq/eval/assets/qmodel_webshop``) scores them adapter on and off, the best
+   is executed.
+2. **Tool use**: one episode of the tool-use environment (``--tooluse-steps``, default 10; free
+   generation, then Q-scoring; an episode the agent finishes earlier reports its own steps).
+3. **Server**: ``agentq serve`` (uvicorn in a thread) with the same Q-model, and ``--clients``
+   concurrent multi-step clients that each replay the WebShop episode's contexts step by step
+   (every request extends the previous one's context): steps per second.
+
+Printed: prefill tokens computed (prompt tokens run through a model, policy + Q-model on and
+off), wall seconds per episode, the ratios, the server's step rate, and the cache's peak bytes
+against its budget. Both runs of an episode follow the same actions: the cached run records
+its actions and the uncached run replays them, so both score the same contexts.
+
+``--quick`` replaces SmolLM2 and the shipped Q-model by a random tiny Llama with a random
+adapter and runs 2-3 steps: a check that the script works, not a measurement.
+
+Run: ``python benchmarks/bench_cache.py [--n 5 --cache-bytes 512MiB --clients 4] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+QMODEL = ROOT / "agentq" / "eval" / "assets" / "qmodel_webshop"
+
+
+def build(args: argparse.Namespace, tmp: Path) -> tuple[Any, Any]:
+    """(policy spec or directory, Q-model directory)."""
+    if not args.quick:
+        return "smollm2", QMODEL
+    from agentq.models.tiny import save_tiny_model, save_tiny_qmodel
+
+    base = save_tiny_model(tmp / "base", hidden_size=32, num_layers=2)
+    return str(base), save_tiny_qmodel(tmp / "q", base)
+
+
+def load(policy: str, qdir: Path, cache: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    from agentq.models.loading import load_causal_lm
+    from agentq.models.proposer import LocalProposer
+    from agentq.models.scorer import QValueScorer
+
+    model, tok = load_causal_lm(policy, device=args.device, cache=True)
+    opts: dict[str, Any] = {"prefix_cache": cache if cache is not None else False}
+    prop = LocalProposer(
+        model, tok, seed=args.seed, max_new_tokens=args.max_new_tokens, stop=["\n\n"], **opts
+    )
+    scorer = QValueScorer.from_pretrained(str(qdir), device=args.device, **opts)
+    return prop, scorer
+
+
+def prefill(prop: Any, scorer: Any) -> int:
+    return int(prop.cache_stats.tokens_computed + scorer.cache_stats.tokens_computed)
+
+
+def episode(
+    env_name: str,
+    steps: int,
+    prop: Any,
+    scorer: Any,
+    args: argparse.Namespace,
+    replay: list[str] | None = None,
+    env_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One best-of-N episode; ``replay`` forces the executed actions (the other run's)."""
+    import agentq.envs as envs
+
+    from agentq.render import advance_context
+
+    env = envs.make(env_name, **(env_options or {}))
+    task = list(env.tasks("test"))[0]
+    ctx = list(env.reset(task))
+    chosen: list[str] = []
+    contexts: list[list[dict[str, str]]] = []
+    before = prefill(prop, scorer)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        valid = env.valid_actions()
+        cands = prop.propose(ctx, args.n, valid_actions=valid)
+        texts = list(dict.fromkeys(c.text for c in cands))
+        scores = scorer.score(ctx, texts)
+        contexts.append([*ctx])
+        best = texts[max(range(len(texts)), key=lambda k: scores[k])]
+        if replay is not None:
+            best = replay[i] if i < len(replay) else best
+        chosen.append(best)
+        obs, _reward, done, _info = env.step(best)
+        ctx = advance_context(ctx, best, obs)
+        if done or (replay is not None and i + 1 >= len(replay)):
+            break
+    return {
+        "steps": len(chosen),
+        "wall_s": time.perf_counter() - t0,
+        "prefill": prefill(prop, scorer) - before,
+        "actions": chosen,
+        "contexts": contexts,
+    }
+
+
+def serve_rate(scorer: Any, contexts: list[Any], actions: list[str], clients: int) -> float:
+    """Steps/s of ``clients`` concurrent clients, each replaying ``contexts`` in order."""
+    from agentq.integrations.server import BackgroundServer, RemoteScorer, create_app
+
+    done = []
+    with BackgroundServer(create_app(scorer), log_level="warning") as srv:
+
+        def client(k: int) -> None:
+            r = RemoteScorer(srv.url)
+            try:
+                for ctx in contexts:
+                    # each client is its own agent: a distinct system line, same shape
+                    own = [{"role": "system", "content": f"Agent {k}."}, *ctx]
+                    r.score(own, actions)
+                    done.append(1)
+            finally:
+                r.close()
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+    return len(done) / wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5, help="Candidates per step.")
+    ap.add_argument("--webshop-steps", type=int, default=6)
+    ap.add_argument("--tooluse-steps", type=int, default=10)
+    ap.add_argument("--clients", type=int, default=4, help="Concurrent server clients.")
+    ap.add_argument("--cache-bytes", default="512MiB", help="Prefix cache budget.")
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-tooluse", action="store_true")
+    ap.add_argument("--skip-server", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="Tiny random models, 2-3 steps.")
+    args = ap.parse_args()
+    if args.quick:
+        args.webshop_steps, args.tooluse_steps = min(args.webshop_steps, 3), 2
+        args.n, args.max_new_tokens, args.clients = 3, 8, 2
+    from agentq.models.prefix_cache import PrefixCache, parse_cache_bytes
+
+    budget = parse_cache_bytes(args.cache_bytes)
+    rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        policy, qdir = build(args, Path(tmp))
+        cache = PrefixCache(budget)
+        on = load(policy, qdir, cache, args)
+        off = load(policy, qdir, None, args)
+        envs_to_run = [("webshop", args.webshop_steps, {})]
+        if not args.skip_tooluse:
+            envs_to_run.append(("tooluse", args.tooluse_steps, {}))
+        ws_contexts: list[Any] = []
+        ws_actions: list[str] = []
+        for name, steps, opts in envs_to_run:
+            a = episode(name, steps, *on, args, env_options=opts)
+            b = episode(name, steps, *off, args, replay=a["actions"], env_options=opts)
+            rows.append((name, a, b))
+            if name == "webshop":
+                ws_contexts = a["contexts"]
+                ws_actions = list(dict.fromkeys(a["actions"]))[: args.n] or ["click[back]"]
+        print(f"\nprefix cache: budget {budget} B, peak {cache.peak_bytes} B", flush=True)
+        print(
+            "| episode | steps | prefill tokens cached | uncached | ratio "
+            "| wall s cached | uncached | ratio |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for name, a, b in rows:
+            print(
+                f"| {name} | {a['steps']}/{b['steps']} | {a['prefill']} | {b['prefill']} | "
+                f"{b['prefill'] / max(a['prefill'], 1):.2f}x | {a['wall_s']:.2f} | "
+                f"{b['wall_s']:.2f} | {b['wall_s'] / max(a['wall_s'], 1e-9):.2f}x |"
+            )
+        if not args.skip_server and ws_contexts:
+            cache.clear()
+            r_on = serve_rate(on[1], ws_contexts, ws_actions, args.clients)
+            r_off = serve_rate(off[1], ws_contexts, ws_actions, args.clients)
+            print(
+                f"\nserver, {args.clients} multi-step clients x {len(ws_contexts)} steps: "
+                f"{r_on:.2f} steps/s cached, {r_off:.2f} uncached ({r_on / r_off:.2f}x)"
+            )
+        print(
+            f"peak cache bytes {cache.peak_bytes} <= budget {budget}: {cache.peak_bytes <= budget}"
+        )
+        if args.quick:
+            print("(--quick: tiny random models; these numbers are a smoke test, not results)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

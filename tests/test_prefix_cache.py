@@ -1,0 +1,336 @@
+"""The prefix (KV) cache: nothing changes but the compute (tiny offline models only)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from agentq.errors import UserInputError
+from agentq.models.loading import load_causal_lm
+from agentq.models.prefix_cache import (
+    DEFAULT_CACHE_BYTES,
+    PrefixCache,
+    model_namespace,
+    parse_cache_bytes,
+    resolve_prefix_cache,
+)
+from agentq.models.proposer import LocalProposer
+from agentq.models.scorer import (
+    QValueScorer,
+    adapter_disabled,
+    naive_logprobs,
+    prefix_shared_logprobs,
+)
+from agentq.models.tiny import save_tiny_model, save_tiny_qmodel
+from agentq.render import advance_context, tokenize_for_scoring, truncate_context
+from agentq.types import Context
+
+TASK: Context = [
+    {"role": "system", "content": "You shop for the user. Answer with one action."},
+    {"role": "user", "content": "Instruction: find a red cotton shirt under 20 dollars."},
+]
+VALID = ["search[...]", "click[B07RED]", "click[next >]", "click[back to search]"]
+
+
+def episode(steps: int, obs_len: int = 3) -> list[Context]:
+    """The contexts of a growing episode: step t's is step t-1's plus an action and a page."""
+    out = [list(TASK)]
+    for t in range(steps - 1):
+        page = f"Page {t}: " + " ".join(f"item{t}-{k} $1{k}.99" for k in range(obs_len))
+        out.append(advance_context(out[-1], f"click[item {t}]", page))
+    return out
+
+
+def actions(t: int) -> list[str]:
+    return ["search[red shirt]", f"click[item {t}]", "Thought: the second looks right.\nclick[B]"]
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pc")
+    base = save_tiny_model(root / "base")
+    q = save_tiny_qmodel(root / "q", base, beta=0.5)
+    return {"base": base, "q": q}
+
+
+def _max_diff(a: Any, b: Any) -> float:
+    return max(
+        (abs(x - y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)),
+        default=0.0,
+    )
+
+
+# -- budget parsing ------------------------------------------------------------------------
+def test_parse_cache_bytes() -> None:
+    assert parse_cache_bytes("512MiB") == DEFAULT_CACHE_BYTES
+    assert parse_cache_bytes("2GB") == 2 * 10**9
+    assert parse_cache_bytes(4096) == 4096 and parse_cache_bytes("1e6") == 10**6
+    for bad in (0, -1, "0", "-5MiB", "lots", "", "12 parsecs", True, float("nan"), None):
+        with pytest.raises(UserInputError) as e:
+            parse_cache_bytes(bad)
+        assert "positive size" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(UserInputError):
+        resolve_prefix_cache(True, "0")
+    assert resolve_prefix_cache(False) is None
+
+
+# -- scores equal uncached -----------------------------------------------------------------
+@pytest.mark.parametrize("max_length", [None, 150])
+def test_cached_scores_equal_uncached_on_growing_contexts(
+    dirs: dict[str, Path], max_length: int | None
+) -> None:
+    """Q values over a 6-step episode, adapter on and off, with and without truncation."""
+    cache = PrefixCache("64MiB")
+    cached = QValueScorer.from_pretrained(
+        dirs["q"], device="cpu", prefix_cache=cache, max_length=max_length
+    )
+    plain = QValueScorer.from_pretrained(
+        dirs["q"], device="cpu", prefix_cache=False, max_length=max_length
+    )
+    model, tok = cached.model, cached.tokenizer
+    on, off = model_namespace(model, adapter=True), model_namespace(model, adapter=False)
+    assert on != off
+    truncated = 0
+    for t, ctx in enumerate(episode(6)):
+        acts = actions(t)
+        got, want = cached.score(ctx, acts), plain.score(ctx, acts)
+        assert max(abs(x - y) for x, y in zip(got, want, strict=True)) < 1e-4
+        # per-token log-probs of each adapter state against the naive full-sequence path
+        for ns, ctxmgr in ((on, None), (off, adapter_disabled)):
+            items = [(ctx, acts)]
+            if ctxmgr is None:
+                a = prefix_shared_logprobs(
+                    model, tok, items, max_length=max_length, cache=cache, namespace=ns
+                )
+                b = naive_logprobs(model, tok, items, max_length=max_length)
+            else:
+                with ctxmgr(model):
+                    a = prefix_shared_logprobs(
+                        model, tok, items, max_length=max_length, cache=cache, namespace=ns
+                    )
+                    b = naive_logprobs(model, tok, items, max_length=max_length)
+            assert _max_diff(a[0], b[0]) < 1e-4
+        if max_length and truncate_context(tok, ctx, max_length - 40)[2]:
+            truncated += 1
+    st = cached.stats()
+    assert st["hits"] > 0 and st["tokens_reused"] > 0 and st["cache"]["bytes"] > 0
+    assert plain.stats()["cache"] is None
+    if max_length:
+        assert truncated >= 2  # the middle turns really were dropped
+    else:  # a growing context: most prompt tokens come from the cache
+        assert st["tokens_reused"] > st["tokens_computed"]
+
+
+def test_batch_of_contexts_with_different_cached_lengths(dirs: dict[str, Path]) -> None:
+    """One batch whose rows have different cached prefixes (and one with none)."""
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    cache = PrefixCache("64MiB")
+    eps = episode(5)
+    prefix_shared_logprobs(model, tok, [(eps[1], ["x"]), (eps[3], ["y"])], cache=cache)
+    items = [
+        (eps[2], actions(2)),
+        (eps[4], actions(4)),
+        ([{"role": "user", "content": "a different task"}], ["click[a]"]),
+        (eps[0], ["click[next >]", "z"]),
+    ]
+    a = prefix_shared_logprobs(model, tok, items, cache=cache)
+    b = naive_logprobs(model, tok, items)
+    for ra, rb in zip(a, b, strict=True):
+        assert _max_diff(ra, rb) < 1e-4
+    assert cache.totals.hits >= 3
+
+
+def test_reference_pass_reuses_the_policys_prefix(dirs: dict[str, Path]) -> None:
+    """Same base checkpoint: the Q-model's adapter-off namespace is the policy's."""
+    cache = PrefixCache("64MiB")
+    pmodel, ptok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    policy = LocalProposer(pmodel, ptok, prefix_cache=cache, seed=1)
+    scorer = QValueScorer.from_pretrained(dirs["q"], device="cpu", prefix_cache=cache)
+    assert model_namespace(pmodel) == model_namespace(scorer.model, adapter=False)
+    assert model_namespace(pmodel) != model_namespace(scorer.model, adapter=True)
+    ctx = episode(3)[-1]
+    policy.propose(ctx, 2, valid_actions=VALID)
+    scorer.score(ctx, VALID[1:3])
+    st = scorer.stats()
+    # adapter on: a miss; adapter off: the policy's prompt, all but its last token
+    prompt = tokenize_for_scoring(scorer.tokenizer, ctx, "x")[0]
+    assert st["lookups"] == 2 and st["hits"] == 1
+    assert st["tokens_reused"] == len(prompt) - 1
+
+
+# -- sampling ------------------------------------------------------------------------------
+def test_same_samples_for_the_same_seed(dirs: dict[str, Path]) -> None:
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    kw: dict[str, Any] = {"seed": 7, "max_new_tokens": 6, "temperature": 1.0}
+    a = LocalProposer(model, tok, prefix_cache=PrefixCache("64MiB"), **kw)
+    b = LocalProposer(model, tok, prefix_cache=False, **kw)
+    for t, ctx in enumerate(episode(4)):
+        for valid in (None, VALID):
+            ca, cb = a.propose(ctx, 3, valid_actions=valid), b.propose(ctx, 3, valid_actions=valid)
+            assert [c.text for c in ca] == [c.text for c in cb], (t, valid)
+            for x, y in zip(ca, cb, strict=True):
+                assert x.logprob is not None and y.logprob is not None
+                assert abs(x.logprob - y.logprob) < 1e-4
+            if valid:  # constrained requests now count what they computed
+                assert (cb[0].tokens or 0) > 0
+                assert (ca[0].tokens or 0) < (cb[0].tokens or 0) or t == 0
+    assert a.stats()["tokens_reused"] > 0 and b.stats()["cache"] is None
+
+
+def test_chat_model_generate_same_with_and_without_cache(dirs: dict[str, Path]) -> None:
+    pytest.importorskip("langchain_core")
+    from agentq.integrations.chat_model import LocalChatModel
+    from langchain_core.messages import convert_to_messages
+
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    kw: dict[str, Any] = {"temperature": 1.0, "max_new_tokens": 5, "n": 3, "seed": 3}
+    on = LocalChatModel.from_pretrained_objects(model, tok, **kw)
+    off = LocalChatModel.from_pretrained_objects(model, tok, prefix_cache=False, **kw)
+    for ctx in episode(3):
+        msgs = convert_to_messages([(m["role"], m["content"]) for m in ctx])
+        ga = on.generate([msgs]).generations[0]
+        gb = off.generate([msgs]).generations[0]
+        assert [g.text for g in ga] == [g.text for g in gb]
+
+
+def test_reward_model_values_same_with_and_without_cache(dirs: dict[str, Path]) -> None:
+    from agentq.models.reward import ToolAugmentedRewardModel
+
+    lm, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    on = ToolAugmentedRewardModel(lm, tok, prefix_cache=PrefixCache("16MiB"))
+    off = ToolAugmentedRewardModel(lm, tok, value_head=on.value_head, prefix_cache=False)
+    items = [("What is 12 * 7?", a) for a in ("84", "The answer is 84.", "82", "eighty-four")]
+    for _ in range(2):  # the second call reuses the first's prefixes
+        a = on.score_items(items, trace="none")
+        b = off.score_items(items, trace="none")
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-4
+    assert on.cache_stats.hits == len(items) and on.cache_stats.tokens_reused > 1000
+
+
+# -- bounded, concurrent -------------------------------------------------------------------
+def test_eviction_keeps_bytes_within_budget(dirs: dict[str, Path]) -> None:
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    # the tiny model stores 2 layers x 2 (k, v) x 2 heads x 8 dims x 4 bytes = 256 B per token
+    budget = 256 * 150
+    cache = PrefixCache(budget)
+    for k in range(6):
+        ctxs = episode(3, obs_len=2 + k)
+        items = [(c, actions(t)) for t, c in enumerate(ctxs)]
+        a = prefix_shared_logprobs(model, tok, items, cache=cache)
+        b = naive_logprobs(model, tok, items)
+        for ra, rb in zip(a, b, strict=True):
+            assert _max_diff(ra, rb) < 1e-4
+        assert cache.bytes <= budget
+    st = cache.stats()
+    assert st["evictions"] > 0 and st["peak_bytes"] <= budget and st["bytes"] <= budget
+    # an entry larger than the whole budget is not kept, and still scores correctly
+    tiny = PrefixCache(256 * 10)
+    long_ctx = episode(4)[-1]
+    a = prefix_shared_logprobs(model, tok, [(long_ctx, ["x"])], cache=tiny)
+    assert _max_diff(a[0], naive_logprobs(model, tok, [(long_ctx, ["x"])])[0]) < 1e-4
+    assert tiny.bytes == 0
+
+
+def test_radix_tree_under_concurrent_threads() -> None:
+    """Many threads match and insert random, overlapping prompts; KV always matches its key."""
+    import torch
+
+    budget = 4 * 2 * 64 * 300  # (k, v) x 2 layers x 64 bytes/token x 300 tokens
+
+    def kv_for(tokens: list[int]) -> list[tuple[Any, Any]]:
+        t = torch.tensor(tokens, dtype=torch.float32).view(1, 1, -1, 1).expand(1, 1, -1, 8)
+        return [(t.clone(), -t.clone()) for _ in range(2)]
+
+    cache = PrefixCache(budget)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(150):
+                head = [1, 2, 3] + [rng.randrange(4)] * rng.randrange(1, 6)
+                toks = head + [rng.randrange(50) for _ in range(rng.randrange(1, 40))]
+                n, kv = cache.match("ns", toks)
+                if n:
+                    assert kv is not None
+                    assert kv[0][0][0, 0, :, 0].tolist() == [float(x) for x in toks[:n]]
+                    assert kv[1][1][0, 0, :, 0].tolist() == [-float(x) for x in toks[:n]]
+                full = kv_for(toks)
+                cache.insert(
+                    "ns", toks, lambda s, e, f=full: [(k[:, :, s:e], v[:, :, s:e]) for k, v in f]
+                )
+                assert cache.bytes <= budget
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    st = cache.stats()
+    assert st["hits"] == 0  # match() does not count; consumers record
+    assert 0 < cache.bytes <= budget and st["peak_bytes"] <= budget and st["evictions"] > 0
+
+
+def test_scorers_share_a_cache_across_threads(dirs: dict[str, Path]) -> None:
+    cache = PrefixCache("64MiB")
+    a = QValueScorer.from_pretrained(dirs["q"], device="cpu", prefix_cache=cache)
+    b = QValueScorer.from_pretrained(dirs["q"], device="cpu", prefix_cache=cache)
+    plain = QValueScorer.from_pretrained(dirs["q"], device="cpu", prefix_cache=False)
+    eps = episode(5)
+    want = [plain.score(c, actions(t)) for t, c in enumerate(eps)]
+    got: dict[tuple[int, int], list[float]] = {}
+
+    def run(k: int, s: QValueScorer) -> None:
+        for t, c in enumerate(eps):
+            got[(k, t)] = s.score(c, actions(t))
+
+    threads = [threading.Thread(target=run, args=(k, (a, b)[k % 2])) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (_, t), v in got.items():
+        assert max(abs(x - y) for x, y in zip(v, want[t], strict=True)) < 1e-4
+    assert len(got) == 4 * len(eps)
+
+
+# -- visible, bad input --------------------------------------------------------------------
+def test_server_stats_and_health(dirs: dict[str, Path]) -> None:
+    from agentq.integrations.server import BackgroundServer, RemoteScorer, create_app
+
+    s = QValueScorer.from_pretrained(dirs["q"], device="cpu", prefix_cache=PrefixCache("8MiB"))
+    with BackgroundServer(create_app(s), log_level="warning") as srv:
+        client = RemoteScorer(srv.url)
+        for t, c in enumerate(episode(3)):
+            client.score(c, actions(t))
+        st = client.stats()["prefix_cache"]
+        health = client.health()
+        client.close()
+    assert st["hits"] >= 2 and st["tokens_reused"] > 0
+    assert 0 < st["cache"]["bytes"] <= st["cache"]["budget_bytes"] == 8 * 1024**2
+    assert health["prefix_cache"]["hit_rate"] > 0
+
+
+def test_bad_cache_budget_is_one_error_line_and_exit_2(dirs: dict[str, Path]) -> None:
+    from agentq.cli import app
+
+    runner = CliRunner()
+    for args in (
+        ["serve", "--qmodel", str(dirs["q"]), "--cache-bytes", "0"],
+        ["serve", "--qmodel", str(dirs["q"]), "--cache-bytes", "a lot"],
+        ["eval", "--env", "toy", "--cache-bytes", "-1MiB", "--out", str(dirs["base"] / "r")],
+    ):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and "positive size" in lines[0]
+    with pytest.raises(UserInputError):
+        QValueScorer.from_pretrained(dirs["q"], device="cpu", cache_bytes="0")
