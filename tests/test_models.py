@@ -661,3 +661,48 @@ def test_cli_train_refuses_pairs_with_no_usable_pair(tmp_path: Path, dirs: dict[
         ["train", str(pairs), "--base", str(dirs["base"]), "--out", str(keep), "--overwrite"],
     )
     assert r.exit_code == 2 and (keep / "qmodel.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("fault", ["base", "truncation"])
+def test_eval_with_a_mismatched_qmodel_is_one_error_line(
+    tmp_path: Path, dirs: dict[str, Path], fault: str
+) -> None:
+    """A Q-model whose base or max_length does not fit: one error line, exit 2, nothing written."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(dirs["q"], bad)
+    doc = json.loads((bad / QMODEL_FILE).read_text())
+    if fault == "base":
+        other = save_tiny_model(tmp_path / "other", hidden_size=48, num_heads=4, num_kv_heads=2)
+        doc["base_model"] = str(other)
+    else:
+        doc["max_length"] = 10**6
+    (bad / QMODEL_FILE).write_text(json.dumps(doc))
+    out = tmp_path / "report"
+    r = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--env",
+            "toy",
+            "--policy",
+            str(dirs["base"]),
+            "--qmodel",
+            str(bad),
+            "--methods",
+            "best-of-n",
+            "--n",
+            "2",
+            "--tasks",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2, r.output
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    assert ("does not fit" if fault == "base" else "longer than the model") in lines[0]
+    assert not out.exists() or not any(out.iterdir())

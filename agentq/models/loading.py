@@ -11,11 +11,13 @@ Device and dtype are automatic (CUDA in bf16 when present, else CPU in fp32) and
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +199,21 @@ def load_tokenizer(spec: str) -> Any:
     return tok
 
 
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar from transformers (agentq draws its own progress; a bad-input
+    run's stderr stays the one ``error:`` line)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def load_causal_lm(
     spec: str, device: str | None = None, dtype: Any = None, *, cache: bool = False
 ) -> tuple[Any, Any]:
@@ -217,7 +234,8 @@ def load_causal_lm(
         return _LOADED[key]
     tok = load_tokenizer(path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
+        with _quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
     except (OSError, ValueError) as e:
         raise UserInputError(f"cannot load model {spec!r}: {_first_line(e)}") from e
     model.to(dev)  # type: ignore[arg-type]
