@@ -141,10 +141,9 @@ def _make_app(st: StandIn) -> FastAPI:
 @pytest.fixture(scope="module")
 def server() -> Any:
     st = StandIn()
-    srv = BackgroundServer(_make_app(st), log_level="critical").start()
-    st.url = srv.url + "/v1"  # type: ignore[attr-defined]
-    yield st
-    srv.stop()
+    with BackgroundServer(_make_app(st), log_level="critical") as srv:
+        st.url = srv.url + "/v1"  # type: ignore[attr-defined]
+        yield st
 
 
 @pytest.fixture

@@ -205,10 +205,9 @@ def _prompt_logprobs(model: Any, ids: list[int]) -> list[float]:
 @pytest.fixture(scope="module")
 def standin() -> Any:
     st = StandIn()
-    srv = BackgroundServer(_make_app(st), log_level="critical").start()
-    st.url = srv.url + "/v1"  # type: ignore[attr-defined]
-    yield st
-    srv.stop()
+    with BackgroundServer(_make_app(st), log_level="critical") as srv:
+        st.url = srv.url + "/v1"  # type: ignore[attr-defined]
+        yield st
 
 
 @pytest.fixture
