@@ -56,10 +56,48 @@ class Step:
     reward: float
     done: bool
     info: dict[str, Any] = field(default_factory=dict)
-    candidates: list[str] | None = None
-    """The N candidates the action was chosen from (when selection happened)."""
-    scores: list[float] | None = None
-    """One score per candidate, aligned with ``candidates``."""
+    selection: dict[str, Any] | None = None
+    """How the action was chosen when N > 1 candidates were drawn: the selection metadata of
+    :meth:`agentq.search.selection.Selection.to_dict` (merged candidates with their counts,
+    scores or None when nothing was scored, the winner's index)."""
+
+    @property
+    def candidates(self) -> list[str] | None:
+        """The distinct candidate texts the action was chosen from (None: no selection)."""
+        if self.selection is None:
+            return None
+        return [str(c["text"]) for c in self.selection.get("candidates") or []]
+
+    @property
+    def counts(self) -> list[int] | None:
+        """How many of the N samples each distinct candidate stands for."""
+        if self.selection is None:
+            return None
+        return [int(c.get("count", 1)) for c in self.selection.get("candidates") or []]
+
+    @property
+    def scores(self) -> list[float] | None:
+        """One score per candidate, aligned with :attr:`candidates` (None: not scored)."""
+        if self.selection is None:
+            return None
+        return self.selection.get("scores")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Step:
+        """A step from its plain-JSON form (also the older ``candidates``/``scores`` form)."""
+        d = dict(d)
+        texts = d.pop("candidates", None)
+        scores = d.pop("scores", None)
+        if texts is not None and d.get("selection") is None:
+            chosen = d.get("info", {}).get("chosen")
+            index = chosen if isinstance(chosen, int) else texts.index(d["action"])
+            d["selection"] = {
+                "n": len(texts),
+                "candidates": [{"text": t, "count": 1, "logprob": None} for t in texts],
+                "scores": scores,
+                "index": index,
+            }
+        return cls(**d)
 
 
 @dataclass
@@ -92,7 +130,7 @@ class Trajectory:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d.pop("success", None)
-        d["steps"] = [Step(**s) for s in d.get("steps", [])]
+        d["steps"] = [Step.from_dict(s) for s in d.get("steps", [])]
         return cls(**d)
 
 

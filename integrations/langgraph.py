@@ -61,7 +61,7 @@ from agentq.errors import ProposerError, ScorerError
 from agentq.policies import merge_candidates
 from agentq.protocols import FREE_TEXT
 from agentq.render import TOOL_CALL_PREFIX, observation_message, render_action, render_tool_call
-from agentq.search.best_of_n import pick
+from agentq.search.selection import pick
 from agentq.types import Candidate, Context, Message, Step, StepResult, Trajectory
 
 try:  # the config keys LangGraph runs a node's tasks with (checked: langgraph 1.0-1.2)
@@ -1572,8 +1572,7 @@ def _build_trajectory(et: EnvTools, task_id: str, messages: Sequence[BaseMessage
                 reward=float(r.result.reward),
                 done=bool(r.result.done),
                 info=dict(r.result.info or {}),
-                candidates=[c["text"] for c in sel["candidates"]] if sel else None,
-                scores=list(sel["scores"]) if sel and sel.get("scores") is not None else None,
+                selection=dict(sel) if sel else None,
             )
         )
     return Trajectory(

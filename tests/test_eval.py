@@ -18,7 +18,6 @@ from agentq.eval import toolcomp as tc
 from agentq.eval.runner import (
     TRAJECTORIES_FILE,
     Method,
-    _choose,
     build_methods,
     load_trajectories,
     run_episode,
@@ -83,21 +82,6 @@ def test_build_methods_expands_n_and_scorers():
         build_methods(["best-of-n"], [4], [])
     with pytest.raises(UserInputError):
         build_methods(["beam"], [4], [])
-
-
-def test_choose_majority_and_random():
-    cands = [Candidate("a", count=1, logprob=-1), Candidate("b", count=3), Candidate("c", count=1)]
-    import random
-
-    assert _choose(Method("majority@5", "majority", 5), cands, None, random.Random(0)) == 1
-    picks = [
-        _choose(Method("random@5", "random", 5), cands, None, random.Random(s)) for s in range(400)
-    ]
-    share_b = picks.count(1) / len(picks)
-    assert 0.45 < share_b < 0.75  # weighted by count (3 of 5 samples)
-    assert (
-        _choose(Method("bon@3", "best-of-n", 3, "x"), cands, [0.1, 0.2, 0.9], random.Random(0)) == 2
-    )
 
 
 # -- runs ---------------------------------------------------------------------------------------

@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from agentq.data.jsonl import JsonlAppender, iter_jsonl
-from agentq.errors import AgentqError, ProposerError, UserInputError
-from agentq.policies import merge_candidates
+from agentq.errors import UserInputError
 from agentq.render import advance_context
-from agentq.search.best_of_n import pick
 from agentq.search.mcts import task_seed
-from agentq.types import Candidate, Context, Step, Trajectory
+from agentq.search.selection import Rule, aselect
+from agentq.types import Context, Step, Trajectory
 
 METHOD_KINDS = ("greedy", "sample", "best-of-n", "random", "majority")
 TRAJECTORIES_FILE = "trajectories.jsonl"
@@ -165,21 +164,14 @@ def _reseed_globals(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def _choose(
-    method: Method,
-    cands: list[Candidate],
-    scores: list[float] | None,
-    rng: random.Random,
-) -> int:
-    if method.kind == "best-of-n":
-        assert scores is not None
-        return pick(cands, scores)
-    if method.kind == "random":  # uniform over the N raw samples = weighted by count
-        weights = [c.count for c in cands]
-        return rng.choices(range(len(cands)), weights=weights, k=1)[0]
-    if method.kind == "majority":
-        return max(range(len(cands)), key=lambda i: (cands[i].count, cands[i].logprob or 0.0, -i))
-    return 0
+_RULES: dict[str, Rule] = {
+    "best-of-n": "score",
+    "random": "random",
+    "majority": "majority",
+    "greedy": "first",
+    "sample": "first",
+}
+"""The selection rule of each method kind."""
 
 
 async def arun_episode(
@@ -241,26 +233,14 @@ async def _arun_episode(
             raw = await prop.apropose(context, n, valid_actions=valid)
             counters.proposer_calls += 1
             counters.tokens += sum(c.tokens or 0 for c in raw)
-            if not raw or any(not (c.text or "").strip() for c in raw):
-                raise ProposerError("proposer returned no usable candidate")
-            cands = merge_candidates(raw)
-            scores: list[float] | None = None
-            if method.kind == "best-of-n" and len(cands) > 1:
-                scores = [float(x) for x in await scorer.ascore(context, [c.text for c in cands])]
+            rule = _RULES[method.kind]
+            sel = await aselect(raw, context, scorer, rule=rule, rng=rng)
+            if sel.scores is not None:
                 counters.scorer_calls += 1
-                if len(scores) != len(cands):
-                    raise AgentqError(
-                        f"scorer returned {len(scores)} scores for {len(cands)} candidates"
-                    )
-            elif method.kind == "best-of-n":
-                scores = [0.0]
-            elif method.kind in ("random", "majority"):
-                scores = [float(c.count) for c in cands]
-            idx = _choose(method, cands, scores, rng)
-            action = cands[idx].text
+            action = sel.action
             obs, reward, done, info = await asyncio.to_thread(env.step, action)
             info = {k: v for k, v in dict(info).items() if _jsonable(v)}
-            info["chosen"] = idx
+            info["chosen"] = sel.index
             traj.steps.append(
                 Step(
                     action=action,
@@ -268,8 +248,7 @@ async def _arun_episode(
                     reward=float(reward),
                     done=bool(done),
                     info=info,
-                    candidates=[c.text for c in cands] if n > 1 else None,
-                    scores=scores if n > 1 else None,
+                    selection=sel.to_dict() if n > 1 else None,
                 )
             )
             traj.reward += float(reward)

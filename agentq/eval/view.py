@@ -169,13 +169,18 @@ def trajectories_html(
             cands = ""
             if s.candidates:
                 chosen = s.info.get("chosen")
+                counts = s.counts or [1] * len(s.candidates)
                 rows = "".join(
                     f'<tr class="{"chosen" if j == chosen else ""}"><td>{j}</td>'
-                    f"<td>{'' if not s.scores or j >= len(s.scores) else f'{s.scores[j]:.4g}'}</td>"
+                    f"<td>×{counts[j] if j < len(counts) else 1}</td>"
+                    f"<td>{'—' if not s.scores or j >= len(s.scores) else f'{s.scores[j]:.4g}'}</td>"
                     f"<td>{_e(_clip(c, max_chars))}</td></tr>"
                     for j, c in enumerate(s.candidates)
                 )
-                cands = f'<table class="cands"><tr><th>#</th><th>score</th><th>candidate</th></tr>{rows}</table>'
+                cands = (
+                    '<table class="cands"><tr><th>#</th><th>sampled</th><th>score</th>'
+                    f"<th>candidate</th></tr>{rows}</table>"
+                )
             steps_html += (
                 f'<details class="best"><summary><span class="tag">step {i + 1}</span>{"".join(tags)}'
                 f"{_e(_short(s.action))}</summary><pre>{_e(_clip(s.action, max_chars))}</pre>{cands}"
