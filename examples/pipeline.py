@@ -42,17 +42,21 @@ SCALES: dict[str, dict[str, Any]] = {
     "small": {
         "collect_policy": "keywords",
         "collect_tasks": 0,
-        "iterations": 200,
-        "n": 5,
+        "iterations": 1500,
+        "n": 13,
+        "distinct": True,
         "depth": 6,
-        "rollout": "random",
-        "rollout_policy": None,
+        "rollout": "policy",
+        "rollout_policy": "buy-now",
         "scheme": "siblings",
-        "value": "mean",
-        "margin": 0.1,
+        "value": "max",
+        "gamma": 0.9,
+        "margin": 0.05,
         "val_fraction": 0.2,
-        "max_decisions": 400,
-        "max_val_pairs": 300,
+        "max_decisions": 600,
+        "best_path_first": True,
+        "max_val_pairs": 0,
+        "max_val_decisions": 150,
         "beta": 0.1,
         "lr": 5e-4,
         "epochs": 1.0,
@@ -147,13 +151,18 @@ def instruction_words(context: Context) -> list[str]:
 class KeywordRandomProposer(BaseProposer):
     """Uniform over ``valid_actions``; ``search[...]`` gets 2-6 instruction words, in order.
 
-    The model-free collection policy of the small scale (WebShop's random baseline).
+    The model-free collection policy of the small scale (WebShop's random baseline). With
+    ``distinct=True`` the ``n`` draws are distinct valid actions (uniform without replacement,
+    all of them, repeated, when ``n`` covers the page), so an MCTS expansion tries every action once
+    instead of a few repeated ones. Draws come from the task's own generator
+    (:func:`agentq.seeding.task_rng`), so trees do not depend on task order or concurrency.
     """
 
     spec = "keywords"
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, distinct: bool = False) -> None:
         self._rng = random.Random(seed)
+        self.distinct = distinct
 
     def propose(
         self, context: Context, n: int, *, valid_actions: Sequence[str] | None = None
@@ -164,13 +173,19 @@ class KeywordRandomProposer(BaseProposer):
             from agentq.errors import ProposerError
 
             raise ProposerError("the keywords policy needs valid_actions()")
+        from agentq.seeding import task_rng
+
+        rng = task_rng(self.spec, self._rng)
         words = instruction_words(context)
+        if self.distinct and not any(FREE_TEXT in v for v in valid):
+            picks = rng.sample(valid, min(n, len(valid)))
+            return [Candidate(picks[i % len(picks)]) for i in range(n)]  # repeats merge
         out = []
         for _ in range(n):
-            a = self._rng.choice(valid)
+            a = rng.choice(valid)
             if FREE_TEXT in a:
-                k = min(len(words), self._rng.randint(2, 6))
-                idx = sorted(self._rng.sample(range(len(words)), k)) if words else []
+                k = min(len(words), rng.randint(2, 6))
+                idx = sorted(rng.sample(range(len(words)), k)) if words else []
                 a = a.replace(FREE_TEXT, " ".join(words[i] for i in idx) or "item")
             out.append(Candidate(a))
         return out
@@ -215,7 +230,7 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     if cfg["collect_tasks"]:
         tasks = tasks[: cfg["collect_tasks"]]
     if cfg["collect_policy"] == "keywords":
-        proposer: Any = KeywordRandomProposer(seed)
+        proposer: Any = KeywordRandomProposer(seed, distinct=cfg.get("distinct", False))
     else:
         proposer = resolve_policy(cfg["collect_policy"], seed=seed)
     rollout_proposer = BuyNowRollout(seed) if cfg.get("rollout_policy") == "buy-now" else None
@@ -298,6 +313,49 @@ def select_decisions(
     return out
 
 
+def best_path_decisions(trees: list[Any]) -> set[str]:
+    """Keys (task id + context) of the decisions on each tree's best path (:func:`best_leaf`).
+
+    These are the decisions a successful episode has to get right in turn: the product, each
+    goal option, then ``buy now``. Item pages deep in a tree are few, so a budget ranked by
+    visit counts alone rarely reaches the second option or the final buy.
+    """
+    from agentq.data.pairs import best_leaf
+    from agentq.render import context_along
+
+    keys = set()
+    for tree in trees:
+        if tree.status != "ok" or not tree.nodes:
+            continue
+        path = tree.path(best_leaf(tree))
+        for j in range(len(path)):  # the decision made at the parent of path[j]
+            steps = [(n.action or "", n.observation or "") for n in path[:j]]
+            ctx = context_along(tree.context, steps)
+            keys.add(decision_key(tree.task_id, ctx))
+    return keys
+
+
+def best_path_then_spread(
+    pairs: list[dict[str, Any]], best: set[str], max_decisions: int, seed: int
+) -> list[dict[str, Any]]:
+    """Every pair of the best-path decisions (:func:`best_path_decisions`), then a spread of the
+    other decisions (:func:`select_decisions`) up to ``max_decisions`` decisions in all."""
+    first = [p for p in pairs if decision_key(p["task_id"], p["prompt"]) in best]
+    rest = [p for p in pairs if decision_key(p["task_id"], p["prompt"]) not in best]
+    keys = sorted({decision_key(p["task_id"], p["prompt"]) for p in first})
+    taken = len(keys)
+    if max_decisions and taken >= max_decisions:  # a seeded sample of the best-path decisions
+        keep = set(random.Random(seed).sample(keys, max_decisions))
+        return [p for p in first if decision_key(p["task_id"], p["prompt"]) in keep]
+    budget = max_decisions - taken if max_decisions else 0
+    return first + select_decisions(rest, max_decisions=budget, seed=seed)
+
+
+def decision_key(task_id: Any, prompt: Any) -> str:
+    """One decision: a task and the context its actions were tried in."""
+    return json.dumps([str(task_id), prompt], sort_keys=True)
+
+
 def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     """Step-level pairs from trees.jsonl -> pairs.jsonl (a budget of decisions, see below).
 
@@ -316,12 +374,23 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         val_fraction=cfg["val_fraction"],
         seed=seed,
         value=cfg.get("value", "mean"),
+        gamma=cfg.get("gamma", 1.0),
     )
     n_all = len(pairs)
     train = [p for p in pairs if p["split"] == "train"]
     val = [p for p in pairs if p["split"] == "validation"]
-    train = select_decisions(train, max_decisions=cfg.get("max_decisions", 0), seed=seed)
-    val = select_decisions(val, max_pairs=cfg.get("max_val_pairs", 0), seed=seed)
+    if cfg.get("best_path_first"):
+        best = best_path_decisions(trees)
+        train = best_path_then_spread(train, best, cfg.get("max_decisions", 0), seed)
+        val = best_path_then_spread(val, best, cfg.get("max_val_decisions", 0), seed)
+    else:
+        train = select_decisions(train, max_decisions=cfg.get("max_decisions", 0), seed=seed)
+        val = select_decisions(
+            val,
+            max_decisions=cfg.get("max_val_decisions", 0),
+            max_pairs=cfg.get("max_val_pairs", 0),
+            seed=seed,
+        )
     pairs = train + val
     n = write_pairs(out / "pairs.jsonl", pairs, overwrite=True)
     n_val = len(val)
@@ -337,6 +406,7 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         "validation_tasks": len({p["task_id"] for p in val}),
         "scheme": cfg["scheme"],
         "value": cfg.get("value", "mean"),
+        "gamma": cfg.get("gamma", 1.0),
         "margin": cfg["margin"],
     }
 

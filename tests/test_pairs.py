@@ -154,3 +154,35 @@ def test_max_value_ranks_by_the_best_return_found_below():
     assert [p["q_chosen"] for p in best if p["depth"] == 0] == [1.0]
     with pytest.raises(UserInputError, match="unknown value"):
         build_pairs([tree], "siblings", value="median")
+
+
+def test_discount_prefers_the_shorter_way_to_the_same_reward():
+    # an item page: buy now earns .6 at once; an option click can still buy later, for 1.0;
+    # a "wait" click (re-select) leads to the same buy now two steps later.
+    #                 root
+    #   buy(done r=.6)   opt(q .6)           wait(q .6)
+    #                    opt_buy(done r=1)   wait_buy(done r=.6)
+    nodes = [
+        node(0, None, None, 0, 0.6, 12),
+        node(1, 0, "buy", 1, 0.6, 4, reward=0.6, done=True),
+        node(2, 0, "opt", 1, 0.6, 4),
+        node(3, 0, "wait", 1, 0.6, 4),
+        node(4, 2, "opt_buy", 2, 1.0, 3, reward=1.0, done=True),
+        node(5, 3, "wait_buy", 2, 0.6, 3, reward=0.6, done=True),
+    ]
+    for n in nodes[1:]:
+        nodes[n.parent].children.append(n.id)
+    tree = TaskTree(task_id="t1", context=CTX, nodes=nodes)
+    from agentq.data.pairs import max_returns
+
+    flat = max_returns(tree)
+    assert flat[1] == flat[3] == 0.6  # without a discount waiting is worth as much as buying
+    q = max_returns(tree, gamma=0.9)
+    assert q[2] == pytest.approx(0.9) and q[1] == pytest.approx(0.6)
+    assert q[3] == pytest.approx(0.54)  # waiting now costs a step
+    pairs = build_pairs(
+        [tree], "siblings", margin=0.05, val_fraction=0.0, value="max", gamma=0.9
+    )
+    assert set(summary(pairs)) == {(0, "opt", "buy"), (0, "opt", "wait"), (0, "buy", "wait")}
+    with pytest.raises(UserInputError, match="gamma"):
+        build_pairs([tree], "siblings", value="max", gamma=0.0)

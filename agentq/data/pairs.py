@@ -38,26 +38,34 @@ def _context_at(tree: TaskTree, node: TreeNode):
     )
 
 
-def max_returns(tree: TaskTree) -> dict[int, float]:
-    """The best return found from each node's step onwards: its (mean) reward plus the best of
-    its visited children, or, at a node without visited children, its own simulated return(s).
+def max_returns(tree: TaskTree, gamma: float = 1.0) -> dict[int, float]:
+    """The best return found from each node's step onwards: its (mean) reward plus ``gamma``
+    times the best of its visited children, or, at a node without visited children, its own
+    simulated return(s).
 
     In a deterministic environment (WebShop) this is a return some continuation really earns,
     so it is a lower bound of the optimal Q*(s, a) that, unlike the mean, does not count the
     rollout policy's later mistakes against an action whose payoff needs good follow-up moves
     (pick the options, then buy). With a stochastic environment prefer ``mean``.
+
+    ``gamma`` < 1 discounts each further step, so of two ways to the same reward the shorter
+    one is worth more: without it an action that can still be undone or postponed (click an
+    option instead of ``buy now``) is never worth less than acting now, and a Q-model trained
+    on such values postpones the final action past any step limit.
     """
+    if not 0.0 < gamma <= 1.0:
+        raise UserInputError(f"gamma must be in (0, 1], not {gamma}")
     out: dict[int, float] = {}
     for n in sorted(tree.nodes, key=lambda n: -n.depth):
         kids = [out[c.id] for c in tree.children(n) if c.visits > 0 and c.id in out]
-        out[n.id] = n.mean_reward + max(kids) if kids else n.q
+        out[n.id] = n.mean_reward + gamma * max(kids) if kids else n.q
     return out
 
 
-def _values(tree: TaskTree, value: str) -> dict[int, float]:
+def _values(tree: TaskTree, value: str, gamma: float = 1.0) -> dict[int, float]:
     if value not in VALUES:
         raise UserInputError(f"unknown value {value!r}; use one of {', '.join(VALUES)}")
-    return {n.id: n.q for n in tree.nodes} if value == "mean" else max_returns(tree)
+    return {n.id: n.q for n in tree.nodes} if value == "mean" else max_returns(tree, gamma)
 
 
 def _pair(
@@ -101,14 +109,14 @@ def best_leaf(tree: TaskTree) -> TreeNode:
 
 
 def best_path_pairs(
-    tree: TaskTree, margin: float = 0.0, value: str = "mean"
+    tree: TaskTree, margin: float = 0.0, value: str = "mean", gamma: float = 1.0
 ) -> list[dict[str, Any]]:
     """The paper's scheme: at each depth of the best trajectory, highest-Q child vs lowest-Q child.
 
     A depth is skipped when the two tie (difference <= ``margin``) or fewer than two children
     were visited. ``value`` picks the Q estimate (:data:`VALUES`).
     """
-    q = _values(tree, value)
+    q = _values(tree, value, gamma)
     out = []
     leaf = best_leaf(tree)
     for parent in [tree.root, *tree.path(leaf)[:-1]]:
@@ -123,13 +131,17 @@ def best_path_pairs(
 
 
 def sibling_pairs(
-    tree: TaskTree, margin: float = 0.1, min_visits: int = 1, value: str = "mean"
+    tree: TaskTree,
+    margin: float = 0.1,
+    min_visits: int = 1,
+    value: str = "mean",
+    gamma: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Agent Q's scheme: every sibling pair with |Q_w - Q_l| >= margin, both visited >= k times.
 
     ``value`` picks the Q estimate (:data:`VALUES`).
     """
-    q = _values(tree, value)
+    q = _values(tree, value, gamma)
     out = []
     for parent in tree.nodes:
         kids = [c for c in tree.children(parent) if c.visits >= max(min_visits, 1)]
@@ -151,12 +163,16 @@ def build_pairs(
     val_fraction: float = 0.1,
     seed: int = 0,
     value: str = "mean",
+    gamma: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Pairs of every successful tree, with a deterministic train/validation split by task.
 
     ``value`` is the Q estimate pairs are ranked by: ``mean`` (MCTS's Q, the default) or
-    ``max`` (the best return found below an action, :func:`max_returns`).
+    ``max`` (the best return found below an action, :func:`max_returns`), discounted by
+    ``gamma`` per step (``max`` only).
     """
+    if not 0.0 < gamma <= 1.0:
+        raise UserInputError(f"--gamma must be in (0, 1], not {gamma}")
     if scheme not in SCHEMES:
         raise UserInputError(f"unknown pair scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
     if value not in VALUES:
@@ -181,9 +197,11 @@ def build_pairs(
         if tree.status != "ok" or not tree.nodes:
             continue
         if scheme == "best-path":
-            pairs = best_path_pairs(tree, 0.0 if margin is None else margin, value)
+            pairs = best_path_pairs(tree, 0.0 if margin is None else margin, value, gamma)
         else:
-            pairs = sibling_pairs(tree, 0.1 if margin is None else margin, min_visits, value)
+            pairs = sibling_pairs(
+                tree, 0.1 if margin is None else margin, min_visits, value, gamma
+            )
         split = split_of(tree.task_id, val_fraction, seed)
         for p in pairs:
             p["split"] = split
