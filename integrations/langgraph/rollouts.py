@@ -240,12 +240,21 @@ class _Rollout:
         self.max_steps = max_steps or int(getattr(self.et.env, "max_steps", 0) or 15)
         ids = list(tasks) if tasks is not None else list(self.et.env.tasks(split))
         self.ids = ids[:limit] if limit is not None else ids
-        self.options = {"seed": seed, "config": config, "text_actions": text_actions}
+        self.seed = seed
+        self.config = config
+        self.text_actions = text_actions
         self.trajectories: list[Trajectory] = []
         self.bar = _bar(len(self.ids), progress)
 
     def episode(self, task_id: str) -> _Episode:
-        return _Episode(self.et, task_id, max_steps=self.max_steps, **self.options)
+        return _Episode(
+            self.et,
+            task_id,
+            seed=self.seed,
+            config=self.config,
+            max_steps=self.max_steps,
+            text_actions=self.text_actions,
+        )
 
     def add(self, ep: _Episode) -> None:
         self.trajectories.append(ep.trajectory())
