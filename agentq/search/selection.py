@@ -1,9 +1,11 @@
 """The selection step: propose N candidates, merge duplicates, score, validate, pick one.
 
-This is the one place agentq chooses an action. The eval runner, the LangGraph node, the
-LangChain middleware and :class:`~agentq.integrations.langgraph.EnvActionScorer` are thin
+This is the one place agentq chooses an action. The eval runner, the LangGraph node and the
+LangChain middleware (both through :mod:`agentq.integrations.langgraph.selection`) are thin
 adapters over :func:`select` / :func:`aselect` (candidates already sampled) and
-:func:`select_best` / :func:`aselect_best` (propose, then select).
+:func:`select_best` / :func:`aselect_best` (propose, then select); they return a
+:class:`~agentq.types.Selection` whose ``to_dict()`` is the selection metadata everywhere.
+:func:`ascore` is the one way to await any scorer (``ascore``, or ``score`` in a thread).
 
 Rules (how the winner is chosen among the merged candidates):
 
@@ -39,7 +41,7 @@ OnError = Literal["raise", "fallback"]
 RULES: tuple[str, ...] = ("score", "random", "majority", "first")
 
 
-def scorer_name(scorer: Any) -> str | None:
+def scorer_name(scorer: Scorer | None) -> str | None:
     """What a selection records as its scorer: the spec, else the class name (None: no scorer)."""
     if scorer is None:
         return None
@@ -111,7 +113,7 @@ def _selection(
     index: int,
     scores: list[float] | None,
     rule: Rule,
-    scorer: Any,
+    scorer: Scorer | None,
     warning: str | None = None,
 ) -> Selection:
     text = cands[index].text
@@ -131,7 +133,7 @@ def _unscored(
     samples: Sequence[Candidate],
     cands: list[Candidate],
     rule: Rule,
-    scorer: Any,
+    scorer: Scorer | None,
     rng: random.Random | None,
 ) -> Selection | None:
     """The selection when nothing needs scoring (None: the scorer must be asked)."""
@@ -145,7 +147,7 @@ def _unscored(
 
 
 def _scored(
-    samples: Sequence[Candidate], cands: list[Candidate], raw: Any, scorer: Any
+    samples: Sequence[Candidate], cands: list[Candidate], raw: Any, scorer: Scorer
 ) -> Selection:
     scores = check_scores(raw, len(cands))
     return _selection(samples, cands, pick(cands, scores), scores, "score", scorer)
