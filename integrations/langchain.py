@@ -12,9 +12,10 @@ tool binding, ``tool_choice``, model settings, structured output and any inner m
 working, scores the distinct candidates' canonical action texts
 (:func:`agentq.render.render_action`) with the agentq ``Scorer``, and returns the best response.
 Candidate runs are tagged ``nostream`` so only the winner reaches ``stream_mode="messages"``.
-The selection metadata goes to the winner's ``response_metadata["agentq_selection"]`` and to the
-agent state's ``"agentq_selection"`` key (same format as the LangGraph node; see
-:mod:`agentq.integrations.langgraph`).
+The middleware is an adapter over the core selection step (through
+:mod:`agentq.integrations.langgraph.selection`, as the LangGraph node is): its
+``Selection.to_dict()`` goes to the winner's ``response_metadata["agentq_selection"]`` and to
+the agent state's ``"agentq_selection"`` key.
 """
 
 from __future__ import annotations
