@@ -25,3 +25,21 @@ class RemoteError(AgentqError):
     def __init__(self, message: str, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class RemoteRequestError(RemoteError):
+    """The server refused the request (a 4xx other than 408/425/429): retrying will not help.
+
+    Typical causes: a wrong model name (404), a context longer than the model's window (400),
+    a bad API key (401/403), a request over a server limit (413).
+    """
+
+
+class RemoteUnavailableError(RemoteError):
+    """The server kept failing (429/5xx, dropped connections, timeouts, malformed bodies)
+    until the last retry."""
+
+
+class MalformedResponse(ValueError):
+    """A 2xx answer whose body is not the JSON shape expected (retried like a 5xx; never
+    raised to callers: after the last retry it becomes a :class:`RemoteUnavailableError`)."""

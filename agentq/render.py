@@ -55,9 +55,18 @@ def assistant_message(action: str) -> Message:
     return {"role": "assistant", "content": action}
 
 
+OBSERVATION_PREFIX = "Observation: "
+
+
+def observation_text(observation: str) -> str:
+    """The text of the turn that carries an observation back to the agent
+    (``Observation: ...``): env steps, LangGraph tool results, text-acting rollouts."""
+    return OBSERVATION_PREFIX + observation
+
+
 def observation_message(observation: str) -> Message:
     """The message that carries an environment observation back to the agent."""
-    return {"role": "user", "content": f"Observation: {observation}"}
+    return {"role": "user", "content": observation_text(observation)}
 
 
 def advance_context(context: Context, action: str, observation: str) -> Context:

@@ -19,7 +19,7 @@ from agentq.errors import UserInputError
 # prefix -> "module:function(spec_rest, **options)"
 POLICY_BUILDERS: dict[str, str] = {
     "random": "agentq.policies:RandomProposer",
-    "openai": "agentq.integrations.openai_compat:proposer_from_spec",
+    "openai": "agentq.integrations.openai_proposer:proposer_from_spec",
     "local": "agentq.models.proposer:proposer_from_spec",
 }
 
@@ -29,8 +29,8 @@ SCORER_BUILDERS: dict[str, str] = {
     "rm": "agentq.models.reward:scorer_from_spec",
     "tool-verify": "agentq.models.reward:ToolVerifyScorer",
     "judge": "agentq.models.judge:scorer_from_spec",
-    "remote": "agentq.integrations.server:remote_scorer_from_spec",
-    "vllm-q": "agentq.integrations.openai_compat:vllm_scorer_from_spec",
+    "remote": "agentq.integrations.remote:remote_scorer_from_spec",
+    "vllm-q": "agentq.integrations.vllm_scorer:vllm_scorer_from_spec",
     "toy-oracle": "agentq.envs.toy:ToyOracleScorer",
 }
 

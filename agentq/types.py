@@ -38,6 +38,108 @@ class Candidate:
         return asdict(self)
 
 
+@dataclass
+class Selection:
+    """The outcome of one selection step (:mod:`agentq.search.selection`).
+
+    ``candidates`` are the merged samples (``count`` = how many of the ``n`` samples had that
+    text, first-occurrence order); ``scores`` is aligned with them, or None when nothing was
+    scored (one distinct candidate, a rule that does not score, a scorer failure under
+    ``on_error="fallback"``). :meth:`to_dict` is the selection metadata format everywhere
+    (eval trajectories, LangGraph messages and state, the LangChain middleware).
+    """
+
+    candidates: list[Candidate]
+    index: int
+    """The winner among :attr:`candidates`."""
+    scores: list[float] | None = None
+    n: int = 0
+    """How many samples were drawn (the sum of the candidates' counts)."""
+    rule: str = "score"
+    scorer: str | None = None
+    warning: str | None = None
+    """Why the selection is not a plain scored pick (a scorer that failed under
+    ``on_error="fallback"``, samples that failed, a model that ignored ``n``); ``"; "``-joined."""
+    sample_index: int | None = None
+    """The winner among the raw samples (the first sample with the winning text)."""
+    sampling: str | None = None
+    """How the samples were drawn, when an adapter knows: ``"n"`` (one call with the provider's
+    ``n``), ``"concurrent"`` (one call per sample) or ``"n+concurrent"``."""
+    tokens: int | None = None
+    """Tokens generated for all the samples, when the model reports them."""
+
+    @property
+    def winner(self) -> Candidate:
+        """The chosen candidate."""
+        return self.candidates[self.index]
+
+    @property
+    def action(self) -> str:
+        """The chosen action text."""
+        return self.candidates[self.index].text
+
+    @property
+    def texts(self) -> list[str]:
+        """The distinct candidate texts, in order."""
+        return [c.text for c in self.candidates]
+
+    @property
+    def counts(self) -> list[int]:
+        """How many samples each distinct candidate stands for."""
+        return [c.count for c in self.candidates]
+
+    def add_warning(self, warning: str | None) -> None:
+        """Append ``warning`` (when given) to :attr:`warning`, ``"; "``-joined."""
+        self.warning = join_warnings(self.warning, warning)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON selection metadata: n, rule, candidates (text, count, logprob), scores,
+        index, sample_index, scorer, warning, sampling, tokens (every key always present)."""
+        return {
+            "n": self.n,
+            "rule": self.rule,
+            "candidates": [
+                {"text": c.text, "count": c.count, "logprob": c.logprob} for c in self.candidates
+            ],
+            "scores": None if self.scores is None else list(self.scores),
+            "index": self.index,
+            "sample_index": self.sample_index,
+            "scorer": self.scorer,
+            "warning": self.warning,
+            "sampling": self.sampling,
+            "tokens": self.tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Selection:
+        """Inverse of :meth:`to_dict` (unknown keys ignored, missing ones None)."""
+        cands = [
+            Candidate(str(c["text"]), logprob=c.get("logprob"), count=int(c.get("count", 1)))
+            for c in d.get("candidates") or []
+        ]
+        scores = d.get("scores")
+        sample_index = d.get("sample_index")
+        tokens = d.get("tokens")
+        return cls(
+            candidates=cands,
+            index=int(d.get("index", 0)),
+            scores=None if scores is None else [float(s) for s in scores],
+            n=int(d.get("n", sum(c.count for c in cands))),
+            rule=str(d.get("rule", "score")),
+            scorer=d.get("scorer"),
+            warning=d.get("warning"),
+            sample_index=None if sample_index is None else int(sample_index),
+            sampling=d.get("sampling"),
+            tokens=None if tokens is None else int(tokens),
+        )
+
+
+def join_warnings(*warnings: str | None) -> str | None:
+    """The given warnings joined with ``"; "`` (None when there is none)."""
+    parts = [w for w in warnings if w]
+    return "; ".join(parts) if parts else None
+
+
 class StepResult(NamedTuple):
     """What ``Env.step`` returns; unpacks as ``observation, reward, done, info``."""
 
@@ -58,7 +160,7 @@ class Step:
     info: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] | None = None
     """How the action was chosen when N > 1 candidates were drawn: the selection metadata of
-    :meth:`agentq.search.selection.Selection.to_dict` (merged candidates with their counts,
+    :meth:`Selection.to_dict` (merged candidates with their counts,
     scores or None when nothing was scored, the winner's index)."""
 
     @property

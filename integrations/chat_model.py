@@ -33,15 +33,13 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from agentq.integrations.langgraph.messages import message_text, to_openai_messages
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
 )
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -49,7 +47,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr
 
-from agentq.render import TOOL_CALL_PREFIX, render_action
+from agentq.render import TOOL_CALL_PREFIX
 
 TOOL_BLOCK_OPEN = "<tool_call>"
 TOOL_BLOCK_CLOSE = "</tool_call>"
@@ -89,45 +87,21 @@ def render_tools(tools: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            b if isinstance(b, str) else str(b.get("text", ""))
-            for b in content
-            if isinstance(b, str) or (isinstance(b, dict) and b.get("type") == "text")
-        )
-    return "" if content is None else str(content)
-
-
 def chat_messages(
     messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]] | None = None
 ) -> list[dict[str, str]]:
     """The plain ``{"role", "content"}`` chat the local model's template renders.
 
-    The tool description (:func:`render_tools`) is appended to the first system message (or
-    put in a new one); assistant turns use the canonical action text; tool results become
-    ``Observation: ...`` user turns.
+    The messages go through the one converter
+    (:func:`~agentq.integrations.langgraph.messages.to_openai_messages`) with tool results as
+    ``Observation: ...`` user turns and assistant turns as their canonical action text; the
+    tool description (:func:`render_tools`) is appended to the first system message (or put
+    in a new one).
     """
-    chat: list[dict[str, str]] = []
-    for m in messages:
-        text = _text(m.content)
-        if isinstance(m, SystemMessage):
-            chat.append({"role": "system", "content": text})
-        elif isinstance(m, AIMessage):
-            chat.append(
-                {
-                    "role": "assistant",
-                    "content": render_action(text, [dict(c) for c in m.tool_calls]),
-                }
-            )
-        elif isinstance(m, ToolMessage):
-            chat.append({"role": "user", "content": f"Observation: {text}"})
-        elif isinstance(m, HumanMessage):
-            chat.append({"role": "user", "content": text})
-        else:
-            chat.append({"role": str(getattr(m, "role", "user")), "content": text})
+    chat = [
+        {"role": str(m.get("role", "user")), "content": str(m.get("content", ""))}
+        for m in to_openai_messages(messages, tool_results="observation")
+    ]
     if tools:
         desc = render_tools(tools)
         if chat and chat[0]["role"] == "system":
@@ -706,7 +680,7 @@ class LocalChatModel(BaseChatModel):
     ) -> ChatGenerationChunk:
         chunk = ChatGenerationChunk(message=msg)
         if run_manager is not None:
-            run_manager.on_llm_new_token(_text(msg.content), chunk=chunk)
+            run_manager.on_llm_new_token(message_text(msg.content), chunk=chunk)
         return chunk
 
 

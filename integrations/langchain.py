@@ -12,26 +12,32 @@ tool binding, ``tool_choice``, model settings, structured output and any inner m
 working, scores the distinct candidates' canonical action texts
 (:func:`agentq.render.render_action`) with the agentq ``Scorer``, and returns the best response.
 Candidate runs are tagged ``nostream`` so only the winner reaches ``stream_mode="messages"``.
-The selection metadata goes to the winner's ``response_metadata["agentq_selection"]`` and to the
-agent state's ``"agentq_selection"`` key (same format as the LangGraph node; see
-:mod:`agentq.integrations.langgraph`).
+The middleware is an adapter over the core selection step (through
+:mod:`agentq.integrations.langgraph.selection`, as the LangGraph node is): its
+``Selection.to_dict()`` goes to the winner's ``response_metadata["agentq_selection"]`` and to
+the agent state's ``"agentq_selection"`` key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentq.integrations.langgraph import (
-    SELECTION_KEY,
-    OnError,
-    aselect,
+from agentq.integrations.langgraph.messages import to_openai_messages
+from agentq.integrations.langgraph.sampling import (
+    Samples,
     candidate_config,
+    config_scope,
     sample_tokens,
-    select_sync,
-    to_openai_messages,
+    usable_results,
+)
+from agentq.integrations.langgraph.selection import (
+    SELECTION_KEY,
+    aselect_messages,
+    check_policy,
+    select_messages,
     with_selection,
 )
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
@@ -41,11 +47,13 @@ from langchain_core.runnables.config import (
     ContextThreadPoolExecutor,
     var_child_runnable_config,
 )
-from langgraph.errors import GraphBubbleUp
 from langgraph.types import Command
 from typing_extensions import NotRequired
 
 from agentq.errors import ProposerError
+from agentq.protocols import Scorer
+from agentq.search.selection import OnError
+from agentq.types import Context, Selection
 
 
 class QValueState(AgentState[Any]):
@@ -54,16 +62,9 @@ class QValueState(AgentState[Any]):
     agentq_selection: NotRequired[dict[str, Any]]
 
 
-@contextlib.contextmanager
-def _candidate_scope(hide_candidates: bool) -> Iterator[None]:
+def _candidate_scope(hide_candidates: bool) -> contextlib.AbstractContextManager[None]:
     """Run model calls inside this block as tagged (non-streaming) candidate runs."""
-    token = var_child_runnable_config.set(
-        candidate_config(var_child_runnable_config.get(), hide_candidates)
-    )
-    try:
-        yield
-    finally:
-        var_child_runnable_config.reset(token)
+    return config_scope(candidate_config(var_child_runnable_config.get(), hide_candidates))
 
 
 def _ai_of(response: Any) -> tuple[int, AIMessage]:
@@ -75,21 +76,6 @@ def _ai_of(response: Any) -> tuple[int, AIMessage]:
         if isinstance(m, AIMessage):
             return i, m
     raise ProposerError("the model call returned no AIMessage")
-
-
-def _usable(results: list[Any], n: int) -> tuple[list[Any], str | None]:
-    ok: list[Any] = []
-    errors: list[BaseException] = []
-    for r in results:
-        if isinstance(r, GraphBubbleUp):
-            raise r
-        (errors if isinstance(r, BaseException) else ok).append(r)
-    if not ok:
-        raise errors[0] if errors else ProposerError("the model returned no candidates")
-    warning = None
-    if errors:
-        warning = f"{len(errors)} of {n} samples failed ({type(errors[0]).__name__}: {errors[0]})"
-    return ok, warning
 
 
 class QValueMiddleware(AgentMiddleware[QValueState, Any, Any]):
@@ -110,7 +96,7 @@ class QValueMiddleware(AgentMiddleware[QValueState, Any, Any]):
 
     def __init__(
         self,
-        scorer: Any,
+        scorer: Scorer,
         n: int = 5,
         *,
         on_error: OnError = "raise",
@@ -119,10 +105,7 @@ class QValueMiddleware(AgentMiddleware[QValueState, Any, Any]):
         state_key: bool = True,
     ) -> None:
         super().__init__()
-        if n < 1:
-            raise ValueError("n must be at least 1")
-        if on_error not in ("raise", "fallback"):
-            raise ValueError("on_error must be 'raise' or 'fallback'")
+        check_policy(n, on_error)
         self.scorer = scorer
         self.n = n
         self.on_error: OnError = on_error
@@ -136,18 +119,21 @@ class QValueMiddleware(AgentMiddleware[QValueState, Any, Any]):
         """Middleware name (``QValueMiddleware``)."""
         return "QValueMiddleware"
 
-    def _context(self, request: ModelRequest[Any]) -> list[Any]:
+    def _context(self, request: ModelRequest[Any]) -> Context:
         msgs: list[BaseMessage] = list(request.messages)
         if request.system_message is not None:
             msgs = [request.system_message, *msgs]
         return to_openai_messages(msgs)
 
-    def _result(
-        self, responses: list[Any], index: int, meta: dict[str, Any], warn: str | None
-    ) -> Any:
-        if warn:
-            meta["warning"] = f"{meta['warning']}; {warn}" if meta.get("warning") else warn
-        response = responses[index]
+    def _drawn(self, results: list[Any]) -> tuple[list[Any], list[AIMessage], Samples]:
+        """The usable responses, their messages, and how they were drawn."""
+        responses, warn = usable_results(results, self.n)
+        samples = [_ai_of(r)[1] for r in responses]
+        return responses, samples, Samples(samples, warn, "concurrent", sample_tokens(samples))
+
+    def _result(self, responses: list[Any], sel: Selection) -> Any:
+        meta = sel.to_dict()
+        response = responses[sel.sample_index or 0]
         pos, msg = _ai_of(response)
         winner = with_selection(msg, meta)
         if pos < 0:
@@ -182,13 +168,12 @@ class QValueMiddleware(AgentMiddleware[QValueState, Any, Any]):
             for f in futures:
                 try:
                     results.append(f.result())
-                except Exception as e:  # kept; GraphBubbleUp re-raised in _usable
+                except Exception as e:  # kept; GraphBubbleUp re-raised in usable_results
                     results.append(e)
-        responses, warn = _usable(results, self.n)
-        samples = [_ai_of(r)[1] for r in responses]
-        index, meta = select_sync(samples, self._context(request), self.scorer, self.on_error)
-        meta.update(sampling="concurrent", tokens=sample_tokens(samples))
-        return self._result(responses, index, meta, warn)
+        responses, samples, drawn = self._drawn(results)
+        ctx = self._context(request)
+        sel = select_messages(samples, ctx, self.scorer, self.on_error, drawn=drawn)
+        return self._result(responses, sel)
 
     async def awrap_model_call(
         self,
@@ -207,11 +192,10 @@ class QValueMiddleware(AgentMiddleware[QValueState, Any, Any]):
         with _candidate_scope(self.hide_candidates):
             tasks = [asyncio.ensure_future(one()) for _ in range(self.n)]
         results = list(await asyncio.gather(*tasks, return_exceptions=True))
-        responses, warn = _usable(results, self.n)
-        samples = [_ai_of(r)[1] for r in responses]
-        index, meta = await aselect(samples, self._context(request), self.scorer, self.on_error)
-        meta.update(sampling="concurrent", tokens=sample_tokens(samples))
-        return self._result(responses, index, meta, warn)
+        responses, samples, drawn = self._drawn(results)
+        ctx = self._context(request)
+        sel = await aselect_messages(samples, ctx, self.scorer, self.on_error, drawn=drawn)
+        return self._result(responses, sel)
 
 
 __all__ = ["QValueMiddleware", "QValueState"]

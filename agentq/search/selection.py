@@ -1,9 +1,11 @@
 """The selection step: propose N candidates, merge duplicates, score, validate, pick one.
 
-This is the one place agentq chooses an action. The eval runner, the LangGraph node, the
-LangChain middleware and :class:`~agentq.integrations.langgraph.EnvActionScorer` are thin
+This is the one place agentq chooses an action. The eval runner, the LangGraph node and the
+LangChain middleware (both through :mod:`agentq.integrations.langgraph.selection`) are thin
 adapters over :func:`select` / :func:`aselect` (candidates already sampled) and
-:func:`select_best` / :func:`aselect_best` (propose, then select).
+:func:`select_best` / :func:`aselect_best` (propose, then select); they return a
+:class:`~agentq.types.Selection` whose ``to_dict()`` is the selection metadata everywhere.
+:func:`ascore` is the one way to await any scorer (``ascore``, or ``score`` in a thread).
 
 Rules (how the winner is chosen among the merged candidates):
 
@@ -25,13 +27,12 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentq.errors import ProposerError, ScorerError
 from agentq.policies import merge_candidates
 from agentq.protocols import Proposer, Scorer
-from agentq.types import Candidate, Context
+from agentq.types import Candidate, Context, Selection, join_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -40,80 +41,7 @@ OnError = Literal["raise", "fallback"]
 RULES: tuple[str, ...] = ("score", "random", "majority", "first")
 
 
-@dataclass
-class Selection:
-    """The outcome of one selection step.
-
-    ``candidates`` are the merged samples (``count`` = how many of the ``n`` samples had that
-    text, first-occurrence order); ``scores`` is aligned with them, or None when nothing was
-    scored (one distinct candidate, a rule that does not score, a scorer failure under
-    ``on_error="fallback"``). :meth:`to_dict` is the selection metadata format everywhere
-    (eval trajectories, LangGraph messages, the middleware).
-    """
-
-    candidates: list[Candidate]
-    index: int
-    scores: list[float] | None = None
-    n: int = 0
-    rule: str = "score"
-    scorer: str | None = None
-    warning: str | None = None
-
-    @property
-    def winner(self) -> Candidate:
-        """The chosen candidate."""
-        return self.candidates[self.index]
-
-    @property
-    def action(self) -> str:
-        """The chosen action text."""
-        return self.candidates[self.index].text
-
-    @property
-    def texts(self) -> list[str]:
-        """The distinct candidate texts, in order."""
-        return [c.text for c in self.candidates]
-
-    @property
-    def counts(self) -> list[int]:
-        """How many samples each distinct candidate stands for."""
-        return [c.count for c in self.candidates]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON selection metadata: n, rule, candidates (text, count, logprob), scores,
-        index, scorer, warning."""
-        return {
-            "n": self.n,
-            "rule": self.rule,
-            "candidates": [
-                {"text": c.text, "count": c.count, "logprob": c.logprob} for c in self.candidates
-            ],
-            "scores": None if self.scores is None else list(self.scores),
-            "index": self.index,
-            "scorer": self.scorer,
-            "warning": self.warning,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Selection:
-        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
-        cands = [
-            Candidate(str(c["text"]), logprob=c.get("logprob"), count=int(c.get("count", 1)))
-            for c in d.get("candidates") or []
-        ]
-        scores = d.get("scores")
-        return cls(
-            candidates=cands,
-            index=int(d.get("index", 0)),
-            scores=None if scores is None else [float(s) for s in scores],
-            n=int(d.get("n", sum(c.count for c in cands))),
-            rule=str(d.get("rule", "score")),
-            scorer=d.get("scorer"),
-            warning=d.get("warning"),
-        )
-
-
-def scorer_name(scorer: Any) -> str | None:
+def scorer_name(scorer: Scorer | None) -> str | None:
     """What a selection records as its scorer: the spec, else the class name (None: no scorer)."""
     if scorer is None:
         return None
@@ -158,8 +86,8 @@ def choose(candidates: Sequence[Candidate], rule: Rule, rng: random.Random | Non
     raise ValueError(f"rule {rule!r} scores; use select()")
 
 
-def _merge(samples: Sequence[Candidate]) -> list[Candidate]:
-    if not samples or any(not (c.text or "").strip() for c in samples):
+def _merge(samples: Sequence[Candidate], allow_blank: bool) -> list[Candidate]:
+    if not samples or (not allow_blank and any(not (c.text or "").strip() for c in samples)):
         raise ProposerError("proposer returned no usable candidate")
     return merge_candidates(samples)
 
@@ -179,18 +107,50 @@ def _scorer_failed(
     return msg
 
 
-def _unscored(
-    cands: list[Candidate], rule: Rule, n: int, scorer: Any, rng: random.Random | None
+def _selection(
+    samples: Sequence[Candidate],
+    cands: list[Candidate],
+    index: int,
+    scores: list[float] | None,
+    rule: Rule,
+    scorer: Scorer | None,
+    warning: str | None = None,
 ) -> Selection:
-    index = 0 if rule == "score" else choose(cands, rule, rng)
-    return Selection(cands, index, None, n, rule, scorer_name(scorer) if rule == "score" else None)
+    text = cands[index].text
+    return Selection(
+        cands,
+        index,
+        scores,
+        n=sum(c.count for c in samples),
+        rule=rule,
+        scorer=scorer_name(scorer) if rule == "score" else None,
+        warning=warning,
+        sample_index=next(i for i, c in enumerate(samples) if c.text == text),
+    )
+
+
+def _unscored(
+    samples: Sequence[Candidate],
+    cands: list[Candidate],
+    rule: Rule,
+    scorer: Scorer | None,
+    rng: random.Random | None,
+) -> Selection | None:
+    """The selection when nothing needs scoring (None: the scorer must be asked)."""
+    if rule != "score":
+        return _selection(samples, cands, choose(cands, rule, rng), None, rule, scorer)
+    if len(cands) == 1:
+        return _selection(samples, cands, 0, None, rule, scorer)
+    if scorer is None:
+        raise ValueError("rule 'score' needs a scorer")
+    return None
 
 
 def _scored(
-    cands: list[Candidate], raw: Any, n: int, scorer: Any, rule: Rule = "score"
+    samples: Sequence[Candidate], cands: list[Candidate], raw: Any, scorer: Scorer
 ) -> Selection:
     scores = check_scores(raw, len(cands))
-    return Selection(cands, pick(cands, scores), scores, n, rule, scorer_name(scorer))
+    return _selection(samples, cands, pick(cands, scores), scores, "score", scorer)
 
 
 def select(
@@ -202,26 +162,29 @@ def select(
     on_error: OnError = "raise",
     rng: random.Random | None = None,
     passthrough: tuple[type[BaseException], ...] = (),
+    allow_blank: bool = False,
 ) -> Selection:
     """Choose one of ``samples`` (raw, unmerged) for ``context`` (sync).
 
     ``passthrough`` names exception types that always propagate from the scorer whatever
-    ``on_error`` says (LangGraph's interrupts).
+    ``on_error`` says (LangGraph's interrupts). A blank sample is a
+    :class:`~agentq.errors.ProposerError` unless ``allow_blank`` (a chat turn may be empty).
     """
-    cands = _merge(samples)
-    n = sum(c.count for c in samples)
-    if rule != "score" or len(cands) == 1:
-        return _unscored(cands, rule, n, scorer, rng)
-    if scorer is None:
-        raise ValueError("rule 'score' needs a scorer")
+    cands = _merge(samples, allow_blank)
+    done = _unscored(samples, cands, rule, scorer, rng)
+    if done is not None:
+        return done
+    assert scorer is not None
     try:
-        return _scored(cands, scorer.score(context, [c.text for c in cands]), n, scorer)
+        return _scored(samples, cands, scorer.score(context, [c.text for c in cands]), scorer)
     except Exception as e:
         warning = _scorer_failed(e, on_error, passthrough)
-    return Selection(cands, 0, None, n, rule, scorer_name(scorer), warning)
+    return _selection(samples, cands, 0, None, rule, scorer, warning)
 
 
-async def _ascore(scorer: Any, context: Context, actions: list[str]) -> Any:
+async def ascore(scorer: Scorer, context: Context, actions: Sequence[str]) -> list[float]:
+    """``scorer.ascore`` when it is a coroutine function, else ``scorer.score`` in a worker
+    thread (so a sync-only scorer never blocks the event loop)."""
     fn = getattr(scorer, "ascore", None)
     if fn is not None and asyncio.iscoroutinefunction(fn):
         return await fn(context, actions)
@@ -237,20 +200,20 @@ async def aselect(
     on_error: OnError = "raise",
     rng: random.Random | None = None,
     passthrough: tuple[type[BaseException], ...] = (),
+    allow_blank: bool = False,
 ) -> Selection:
     """Async twin of :func:`select` (``ascore``, or ``score`` in a worker thread)."""
-    cands = _merge(samples)
-    n = sum(c.count for c in samples)
-    if rule != "score" or len(cands) == 1:
-        return _unscored(cands, rule, n, scorer, rng)
-    if scorer is None:
-        raise ValueError("rule 'score' needs a scorer")
+    cands = _merge(samples, allow_blank)
+    done = _unscored(samples, cands, rule, scorer, rng)
+    if done is not None:
+        return done
+    assert scorer is not None
     try:
-        raw = await _ascore(scorer, context, [c.text for c in cands])
-        return _scored(cands, raw, n, scorer)
+        raw = await ascore(scorer, context, [c.text for c in cands])
+        return _scored(samples, cands, raw, scorer)
     except Exception as e:
         warning = _scorer_failed(e, on_error, passthrough)
-    return Selection(cands, 0, None, n, rule, scorer_name(scorer), warning)
+    return _selection(samples, cands, 0, None, rule, scorer, warning)
 
 
 def select_best(
@@ -290,10 +253,12 @@ __all__ = [
     "OnError",
     "Rule",
     "Selection",
+    "ascore",
     "aselect",
     "aselect_best",
     "check_scores",
     "choose",
+    "join_warnings",
     "pick",
     "scorer_name",
     "select",
