@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from agentq.envs.tooluse.executor import ToolExecutor
+from agentq.envs.tooluse.tara import tara_tools
+from agentq.envs.tooluse.verify import ToolVerifyScorer
 
 from agentq.data.tara import (
     TARA_FILES,
@@ -20,11 +23,8 @@ from agentq.models.reward import (
     RMBudget,
     ToolAugmentedRewardModel,
     ToolAugmentedScorer,
-    ToolExecutor,
-    ToolVerifyScorer,
     encode_trace,
     parse_tool_call,
-    tara_tools,
 )
 
 TARA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tara"

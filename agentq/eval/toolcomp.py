@@ -43,6 +43,7 @@ from agentq.eval.answers import (
     grade_answer,
     toolcomp_grade,
 )
+from agentq.render import advance_context, observation_text
 from agentq.types import Context
 
 
@@ -352,7 +353,7 @@ def trajectory_text(traj: dict[str, Any]) -> str:
         lines.append(_step_text(s))
         obs = _obs_text(s)
         if obs:
-            lines.append(f"Observation: {obs}")
+            lines.append(observation_text(obs))
     if traj.get("final_answer") is not None:
         lines.append(f"Final Answer: {traj['final_answer']}")
     return "\n".join(lines)
@@ -360,8 +361,6 @@ def trajectory_text(traj: dict[str, Any]) -> str:
 
 def step_scores_of(scorer: Any, ctx: Context, traj: dict[str, Any]) -> list[float]:
     """One score per step: each step's action scored in the context of the steps before it."""
-    from agentq.render import advance_context
-
     out = []
     context = list(ctx)
     for s in traj.get("steps", []):
