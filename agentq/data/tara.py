@@ -31,6 +31,7 @@ from typing import Any
 
 from agentq.data.jsonl import iter_jsonl
 from agentq.errors import UserInputError
+from agentq.protocols import Scorer
 from agentq.react import parse_react as parse_react_steps
 from agentq.render import observation_text
 from agentq.types import Context
@@ -371,7 +372,7 @@ def _as_text(x: Any) -> str:
 
 
 def pairwise_accuracy(
-    scorer: Any,
+    scorer: Scorer,
     pairs: Sequence[Any],
     *,
     tie_credit: float = 0.0,

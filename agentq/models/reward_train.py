@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,7 +224,10 @@ def teacher_forced_accuracy(
 
 
 def build_model(
-    cfg: RMTrainConfig, model: Any = None, tokenizer: Any = None, tools: Any = None
+    cfg: RMTrainConfig,
+    model: Any = None,
+    tokenizer: Any = None,
+    tools: Mapping[str, Any] | None = None,
 ) -> ToolAugmentedRewardModel:
     """The base LM (loaded from ``cfg.base`` unless given) with a fresh LoRA adapter and value head."""
     import torch
@@ -263,7 +266,7 @@ def train_reward_model(
     tokenizer: Any = None,
     progress: bool = True,
     data_summary: dict[str, Any] | None = None,
-    tools: Any = None,
+    tools: Mapping[str, Any] | None = None,
 ) -> tuple[ToolAugmentedRewardModel, RMTrainResult]:
     """Train a tool-augmented reward model on ``train_pairs``; save it to ``out_dir`` (if given).
 
