@@ -9,17 +9,29 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
-import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from agentq.errors import AgentqError, UserInputError
+from agentq.cli_common import apply_config, cli_command, fail, load_config
+from agentq.errors import UserInputError
+from agentq.options import check_number, parse_env_options
+
+# re-exported: command modules of other parts import these from here
+__all__ = [
+    "app",
+    "apply_config",
+    "check_number",
+    "cli_command",
+    "fail",
+    "load_config",
+    "main",
+    "parse_env_options",
+]
 
 
 class _Group(TyperGroup):
@@ -69,98 +81,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def fail(message: str) -> None:
-    """Print one error line on stderr and exit with code 2."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def cli_command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ``UserInputError`` (and other agentq errors) into one stderr line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UserInputError as e:
-            fail(str(e))
-        except AgentqError as e:
-            fail(f"{type(e).__name__}: {e}")
-        except OSError as e:  # an unwritable output, a full disk: one line, not a traceback
-            where = f"{e.filename}: " if e.filename else ""
-            fail(f"{where}{e.strerror or e}")
-
-    return wrapper
-
-
-def check_number(
-    name: str, value: float, *, lo: float | None = None, hi: float | None = None
-) -> None:
-    """``UserInputError`` unless ``value`` is a finite number within ``[lo, hi]``.
-
-    The bounds of a flag are checked here, not by typer, so that values from a ``--config``
-    file are checked too.
-    """
-    flag = "--" + name.replace("_", "-")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UserInputError(f"{flag} must be a number, not {value!r}")
-    if not math.isfinite(value):
-        raise UserInputError(f"{flag} must be a finite number, not {value}")
-    if lo is not None and value < lo:
-        raise UserInputError(f"{flag} must be >= {lo}, not {value}")
-    if hi is not None and value > hi:
-        raise UserInputError(f"{flag} must be <= {hi}, not {value}")
-
-
-def load_config(path: Path | None) -> dict[str, Any]:
-    """Read a TOML or JSON config file into a dict (keys may use - or _)."""
-    if path is None:
-        return {}
-    if not path.exists():
-        raise UserInputError(f"config file not found: {path}")
-    try:
-        text = path.read_text()
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import tomllib
-
-            data = tomllib.loads(text)
-    except Exception as e:  # malformed config: one line
-        raise UserInputError(f"malformed config {path}: {e}") from e
-    if not isinstance(data, dict):
-        raise UserInputError(f"malformed config {path}: expected a table/object at the top")
-    return {k.replace("-", "_"): v for k, v in data.items()}
-
-
-def apply_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Fill options the user did not pass on the command line from the config file."""
-    cfg = load_config(config)
-    unknown = set(cfg) - set(values)
-    if unknown:
-        raise UserInputError(f"unknown keys in config {config}: {', '.join(sorted(unknown))}")
-    out = dict(values)
-    for k, v in cfg.items():
-        source = ctx.get_parameter_source(k)
-        if source is None or source.name == "DEFAULT":
-            out[k] = v
-    return out
-
-
-def parse_env_options(options: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs (values parsed as JSON when they can be) for ``envs.make``."""
-    out: dict[str, Any] = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserInputError(f"environment option {item!r} is not key=value")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 @app.command()

@@ -13,6 +13,8 @@ from typing import Any
 from agentq.types import Context, Message
 
 TOOL_CALL_PREFIX = "Tool call: "
+OBSERVATION_MARKER = "Observation:"
+"""The word that introduces an observation in agent text (and ends a ReAct step's tool call)."""
 
 
 def render_tool_call(name: str, args: dict[str, Any] | str | None) -> str:
@@ -55,13 +57,22 @@ def assistant_message(action: str) -> Message:
     return {"role": "assistant", "content": action}
 
 
-OBSERVATION_PREFIX = "Observation: "
+OBSERVATION_PREFIX = OBSERVATION_MARKER + " "
+"""What starts the text of an observation turn (``Observation: ``)."""
 
 
 def observation_text(observation: str) -> str:
-    """The text of the turn that carries an observation back to the agent
-    (``Observation: ...``): env steps, LangGraph tool results, text-acting rollouts."""
-    return OBSERVATION_PREFIX + observation
+    """The one text form of an observation: ``Observation: <observation>``.
+
+    Chat contexts, ReAct traces and data files all write observations through this function.
+    """
+    return f"{OBSERVATION_MARKER} {observation}"
+
+
+def observation_after_marker(observation: str) -> str:
+    """What follows :data:`OBSERVATION_MARKER` in :func:`observation_text`: a trace whose model
+    segment ends at the marker (generation stops there) continues with this text."""
+    return observation_text(observation)[len(OBSERVATION_MARKER) :]
 
 
 def observation_message(observation: str) -> Message:

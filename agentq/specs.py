@@ -14,6 +14,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from agentq import registry
 from agentq.errors import UserInputError
 
 # prefix -> "module:function(spec_rest, **options)"
@@ -27,12 +28,13 @@ SCORER_BUILDERS: dict[str, str] = {
     "random": "agentq.policies:RandomScorer",
     "qmodel": "agentq.models.scorer:scorer_from_spec",
     "rm": "agentq.models.reward:scorer_from_spec",
-    "tool-verify": "agentq.models.reward:ToolVerifyScorer",
     "judge": "agentq.models.judge:scorer_from_spec",
     "remote": "agentq.integrations.remote:remote_scorer_from_spec",
     "vllm-q": "agentq.integrations.vllm_scorer:vllm_scorer_from_spec",
-    "toy-oracle": "agentq.envs.toy:ToyOracleScorer",
 }
+# Scorers an environment provides (``tool-verify``, ``toy-oracle``) are the ``agentq.scorers``
+# entry points (agentq.registry), so that the core names no environment; they take an
+# optional value: ``builder(**options)`` or ``builder(value, **options)``.
 
 
 def _load(target: str, what: str) -> Callable[..., Any]:
@@ -68,16 +70,20 @@ def resolve_scorer(spec: str, **options: Any) -> Any:
     """Build the Scorer a SCORER spec names."""
     spec = spec.strip()
     prefix, sep, rest = spec.partition(":")
-    if prefix not in SCORER_BUILDERS:
+    plugins = registry.names(registry.SCORERS)
+    if prefix not in SCORER_BUILDERS and prefix not in plugins:
         raise UserInputError(
             f"unknown scorer spec {spec!r}; expected one of: "
             + ", ".join(
                 k + (":..." if k in ("qmodel", "rm", "judge", "remote", "vllm-q") else "")
-                for k in SCORER_BUILDERS
+                for k in [*SCORER_BUILDERS, *plugins]
             )
         )
-    builder = _load(SCORER_BUILDERS[prefix], f"scorer {prefix!r}")
-    if prefix in ("random", "tool-verify", "toy-oracle"):
+    if prefix in SCORER_BUILDERS:
+        builder = _load(SCORER_BUILDERS[prefix], f"scorer {prefix!r}")
+    else:
+        builder = registry.load(registry.SCORERS, prefix, f"scorer {prefix!r}")
+    if prefix == "random" or prefix in plugins:
         s = builder(**options) if not rest else builder(rest, **options)
     else:
         if not rest:

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from agentq.envs.tooluse.executor import ToolExecutor
+from agentq.envs.tooluse.tara import tara_tools
+from agentq.envs.tooluse.verify import ToolVerifyScorer
 
 from agentq.data.tara import (
     TARA_FILES,
@@ -20,11 +23,8 @@ from agentq.models.reward import (
     RMBudget,
     ToolAugmentedRewardModel,
     ToolAugmentedScorer,
-    ToolExecutor,
-    ToolVerifyScorer,
     encode_trace,
     parse_tool_call,
-    tara_tools,
 )
 
 TARA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tara"
@@ -357,3 +357,64 @@ def test_train_rm_cli_bad_input(tmp_path: Path) -> None:
         app, ["train-rm", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]
     )
     assert res.exit_code == 2 and "not found" in res.output
+
+
+# -- where things live: one executor, tool sets and scorers found by name -------------------------
+def test_one_executor_for_env_and_reward_model() -> None:
+    from agentq.envs.tooluse.executor import run_tool_call
+
+    tools = tara_tools(include_env_tools=False)
+    # the environment reads text arguments as JSON; the reward model's executor passes TARA's
+    # plain-text inputs through to the same function
+    obs, ok = run_tool_call(tools, "Calendar.week_day", "2015-03-24")
+    assert not ok and "not valid JSON" in obs
+    assert run_tool_call(tools, "Calendar.week_day", "2015-03-24", text_args="raw") == (
+        "Tuesday",
+        True,
+    )
+    assert ToolExecutor(tools).execute("`calendar.WEEK_DAY`", "2015-03-24").observation == "Tuesday"
+
+
+def test_toolset_and_scorers_come_from_entry_points() -> None:
+    from agentq.envs.tooluse.tara import TaraToolset
+
+    from agentq import registry
+    from agentq.models.reward import load_toolset
+    from agentq.specs import resolve_scorer
+
+    assert isinstance(load_toolset(), TaraToolset)
+    assert {"tool-verify", "toy-oracle"} <= set(registry.names(registry.SCORERS))
+    assert isinstance(resolve_scorer("tool-verify"), ToolVerifyScorer)
+    with pytest.raises(UserInputError, match="not registered"):
+        load_toolset("nope")
+    with pytest.raises(UserInputError, match="unknown scorer spec"):
+        resolve_scorer("nope")
+
+
+def test_moved_names_say_where_they_went() -> None:
+    with pytest.raises(ImportError, match=r"agentq\.envs\.tooluse\.executor"):
+        from agentq.models.reward import ToolExecutor as _  # noqa: F401
+
+
+def test_reward_model_takes_any_toolset(tiny: tuple) -> None:
+    lm, tok = tiny
+    made: list[float] = []
+
+    class OneTool:
+        def tools(self, *, include_env_tools: bool = True) -> dict:
+            return _calc_tools()
+
+        def executor(self, tools: dict | None = None, *, timeout_s: float = 10.0) -> ToolExecutor:
+            made.append(timeout_s)
+            return ToolExecutor(tools or self.tools(), timeout_s=timeout_s)
+
+    rm = ToolAugmentedRewardModel(
+        lm,
+        tok,
+        toolset=OneTool(),
+        generator=lambda b, n: ["Action: calculator\nAction Input: 2*21\nObservation:"] * len(b),
+    )
+    s = ToolAugmentedScorer(rm, budget=RMBudget(max_tool_calls=1, tool_timeout_s=3.0))
+    s.score(Q, ["42"])
+    assert list(rm.tools) == list(_calc_tools()) and made == [3.0]
+    assert s.last_traces[0].steps[0].observation == "42"

@@ -31,11 +31,13 @@ from typing import Any
 
 from agentq.data.jsonl import iter_jsonl
 from agentq.errors import UserInputError
+from agentq.protocols import Scorer
+from agentq.react import parse_react as parse_react_steps
+from agentq.render import observation_text
 from agentq.types import Context
 
 #: The field names of a ReAct step, as TARA spells them.
 STEP_FIELDS = ("Thought", "Action", "Action Input", "Observation")
-_FIELD_RE = re.compile(r"^(Thought|Action Input|Action|Observation)\s*:\s?(.*)$")
 
 #: The file names of the TARA test splits, by short name.
 TARA_FILES = {
@@ -161,32 +163,23 @@ def _step_from_dict(d: dict[str, Any]) -> TaraStep:
 
 
 def parse_react(text: str) -> list[TaraStep]:
-    """Parse a ReAct text (``Thought:`` / ``Action:`` / ``Action Input:`` / ``Observation:``).
+    """Parse a ReAct text (``Thought:`` / ``Action:`` / ``Action Input:`` / ``Observation:``)
+    with agentq's one ReAct parser (:func:`agentq.react.parse_react`).
 
-    A new step starts at a ``Thought:`` or at an ``Action:`` that follows a finished step; text
-    before the first field is ignored. Field values are stripped.
+    A new step starts at a ``Thought:`` or at a field that does not follow the step's last one;
+    text before the first field is ignored; a step of empty fields is left out. Field values
+    are stripped.
     """
-    steps: list[TaraStep] = []
-    cur: dict[str, list[str]] | None = None
-    last: str | None = None
-
-    def flush() -> None:
-        if cur is not None and any("".join(v).strip() for v in cur.values()):
-            steps.append(_step_from_dict({k: "\n".join(v).strip() for k, v in cur.items()}))
-
-    for line in text.splitlines():
-        m = _FIELD_RE.match(line.strip())
-        if m:
-            name, value = m.group(1), m.group(2)
-            if cur is None or name == "Thought" or name in cur:
-                flush()
-                cur = {}
-            cur[name] = [value]
-            last = name
-        elif cur is not None and last is not None:
-            cur[last].append(line)
-    flush()
-    return steps
+    return [
+        TaraStep(
+            thought=s.thought or "",
+            action=s.action or "",
+            action_input=s.action_input or "",
+            observation=s.observation,
+        )
+        for s in parse_react_steps(text)
+        if not s.is_empty()
+    ]
 
 
 def render_react(steps: Sequence[TaraStep]) -> str:
@@ -198,7 +191,7 @@ def render_react(steps: Sequence[TaraStep]) -> str:
         lines.append(f"Action: {s.action}")
         lines.append(f"Action Input: {s.action_input}")
         if s.observation is not None:
-            lines.append(f"Observation: {s.observation}")
+            lines.append(observation_text(s.observation))
     return "\n".join(lines)
 
 
@@ -379,7 +372,7 @@ def _as_text(x: Any) -> str:
 
 
 def pairwise_accuracy(
-    scorer: Any,
+    scorer: Scorer,
     pairs: Sequence[Any],
     *,
     tie_credit: float = 0.0,

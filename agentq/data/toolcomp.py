@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentq.errors import UserInputError
+from agentq.render import observation_text
 from agentq.types import Context
 
 DEFAULT_DATE = "Tuesday, September 03, 2024"
@@ -239,7 +240,7 @@ def render_step(step: dict[str, Any], *, observation: bool = True) -> str:
         "End Action"
     )
     if observation:
-        text += f"\nObservation: {field_text(step, 'observation') or ''}"
+        text += "\n" + observation_text(field_text(step, "observation") or "")
     return text
 
 

@@ -500,9 +500,9 @@ def run_evaluation(
     (:func:`agentq.models.prefix_cache.shared_prefix_cache`).
     """
     import agentq.envs as envs
-    from agentq.cli import check_number, parse_env_options
     from agentq.data.jsonl import check_parent_dirs
     from agentq.eval.report import markdown_table, write_report
+    from agentq.options import check_number, parse_env_options
     from agentq.search.mcts import MAX_N
 
     if cache_bytes is not None:  # bad input before anything loads or is written

@@ -43,6 +43,8 @@ from agentq.eval.answers import (
     grade_answer,
     toolcomp_grade,
 )
+from agentq.protocols import Proposer, Scorer
+from agentq.render import advance_context, observation_text
 from agentq.types import Context
 
 
@@ -172,7 +174,7 @@ class LLMJudgeGrader:
         "yourself. End with: Final Grade: <CORRECT / CORRECT BUT BAD FORMATTING / INCORRECT>"
     )
 
-    def __init__(self, proposer: Any, *, constrained: bool = True) -> None:
+    def __init__(self, proposer: Proposer, *, constrained: bool = True) -> None:
         self.proposer = proposer
         self.constrained = constrained
         self.unparsed = 0
@@ -352,16 +354,14 @@ def trajectory_text(traj: dict[str, Any]) -> str:
         lines.append(_step_text(s))
         obs = _obs_text(s)
         if obs:
-            lines.append(f"Observation: {obs}")
+            lines.append(observation_text(obs))
     if traj.get("final_answer") is not None:
         lines.append(f"Final Answer: {traj['final_answer']}")
     return "\n".join(lines)
 
 
-def step_scores_of(scorer: Any, ctx: Context, traj: dict[str, Any]) -> list[float]:
+def step_scores_of(scorer: Scorer, ctx: Context, traj: dict[str, Any]) -> list[float]:
     """One score per step: each step's action scored in the context of the steps before it."""
-    from agentq.render import advance_context
-
     out = []
     context = list(ctx)
     for s in traj.get("steps", []):
@@ -384,7 +384,7 @@ def _aggregate(scores: Sequence[float], how: str) -> float:
 def rank_at_1(
     records: Sequence[dict[str, Any]],
     *,
-    scorer: Any = None,
+    scorer: Scorer | None = None,
     grader: Callable[[Any, Any], bool] | None = None,
 ) -> dict[str, Any]:
     """rank@1 for outcome scoring and for step scores aggregated by min, last and mean.
@@ -464,7 +464,7 @@ TOOLCOMP_TIE_CREDIT = 0.5
 
 def process_pairwise_accuracy(
     records: Sequence[dict[str, Any]],
-    scorer: Any,
+    scorer: Scorer,
     *,
     progress: bool = False,
     source: str = "",
@@ -505,7 +505,7 @@ def first_error_prediction(scores: Sequence[float], threshold: float) -> int:
 
 
 def processbench_f1(
-    records: Sequence[dict[str, Any]], *, scorer: Any = None, threshold: float = 0.0
+    records: Sequence[dict[str, Any]], *, scorer: Scorer | None = None, threshold: float = 0.0
 ) -> dict[str, Any]:
     """ProcessBench first-error F1 from step scores (from the file's ``step_scores`` or ``scorer``).
 
@@ -552,7 +552,7 @@ def processbench_f1(
 def evaluate_records(
     records: Sequence[dict[str, Any]],
     *,
-    scorer: Any = None,
+    scorer: Scorer | None = None,
     judge: LLMJudgeGrader | None = None,
     threshold: float = 0.0,
     source: str = "",

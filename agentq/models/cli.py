@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from agentq.cli import apply_config, cli_command
+from agentq.cli_common import apply_config, cli_command
 from agentq.errors import UserInputError
 
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from agentq.protocols import BaseScorer
+from agentq.protocols import BaseScorer, Proposer
 from agentq.types import Context
 
 JUDGE_SYSTEM = (
@@ -49,7 +49,7 @@ class LLMJudgeScorer(BaseScorer):
 
     def __init__(
         self,
-        proposer: Any,
+        proposer: Proposer,
         *,
         scale: int = 10,
         samples: int = 1,
@@ -120,13 +120,10 @@ def scorer_from_spec(model_spec: str, **options: Any) -> LLMJudgeScorer:
     judge_opts = {k: options.pop(k) for k in judge_keys if k in options}
     seed = int(options.pop("seed", 0))
     temperature = float(options.pop("temperature", 0.0))
-    if model_spec.strip() == "random":
+    if model_spec.strip() == "random":  # the one policy without a temperature
         proposer = resolve_policy(model_spec, seed=seed)
     else:
-        try:
-            proposer = resolve_policy(model_spec, seed=seed, temperature=temperature, **options)
-        except TypeError:
-            proposer = resolve_policy(model_spec, seed=seed, **options)
+        proposer = resolve_policy(model_spec, seed=seed, temperature=temperature, **options)
     s = LLMJudgeScorer(proposer, **judge_opts)
     s.spec = f"judge:{model_spec}"
     return s

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from agentq.cli import cli_command
+from agentq.cli_common import cli_command
 from agentq.errors import UserInputError
 
 
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a tool-augmented reward model on TARA pairs and report held-out pairwise accuracy."""
         from agentq.data.tara import TARA_FILES, load_tara, load_tara_dir, pairwise_accuracy
-        from agentq.models.reward import RMBudget, ToolAugmentedScorer, tara_tools
+        from agentq.models.reward import RMBudget, ToolAugmentedScorer, load_toolset
         from agentq.models.reward_train import (
             RMTrainConfig,
             examples_from_tara,
@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
         )
         if tools not in ("tara", "all"):
             raise UserInputError("--tools must be 'tara' or 'all'")
-        toolset = tara_tools(include_env_tools=tools == "all")
+        toolset = load_toolset().tools(include_env_tools=tools == "all")
         train_ex = examples_from_tara(train)
         held_ex = {k: examples_from_tara(v) for k, v in held.items()}
         summary = {

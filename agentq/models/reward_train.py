@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,13 @@ from agentq.models.reward import (
     POOLINGS,
     RMBudget,
     ToolAugmentedRewardModel,
-    ToolExecutor,
+    ToolRunner,
     encode_trace,
+    load_toolset,
     pad_right,
     step_segments,
-    tara_tools,
 )
+from agentq.react import ReactStep
 
 
 @dataclass
@@ -108,31 +109,20 @@ class RMTrainResult:
     metrics: dict[str, Any]
 
 
-class _Step:
-    """A trace step after re-execution."""
-
-    def __init__(
-        self, thought: str, action: str, action_input: str, observation: str | None
-    ) -> None:
-        self.thought = thought
-        self.action = action
-        self.action_input = action_input
-        self.observation = observation
-
-
 def examples_from_tara(
-    pairs: Sequence[Any], *, executor: ToolExecutor | None = None, reexecute: bool = True
+    pairs: Sequence[Any], *, executor: ToolRunner | None = None, reexecute: bool = True
 ) -> list[RMPair]:
     """TARA pairs -> training pairs.
 
-    With ``reexecute`` every recorded tool call is run again by ``executor`` (agentq's tools;
-    the live services replay the observations TARA recorded, loaded here from ``pairs``), so
+    With ``reexecute`` every recorded tool call is run again by ``executor`` (default: the
+    ``tara`` tool set's, :func:`agentq.models.reward.load_toolset`; the live services replay
+    the observations TARA recorded, loaded here from ``pairs``), so
     the observations are the ones the reward model meets when it scores; a call that fails
     keeps its recorded observation.
     """
     ex = executor
     if reexecute and ex is None:
-        ex = ToolExecutor(tara_tools())
+        ex = load_toolset().executor()
     if reexecute and ex is not None:
         ex.add_tara_records(pairs)
 
@@ -144,7 +134,11 @@ def examples_from_tara(
                 r = ex.execute(s.action, s.action_input)
                 if r.ok:
                     obs = r.observation
-            steps.append(_Step(s.thought, s.action, s.action_input, obs))
+            steps.append(
+                ReactStep(
+                    thought=s.thought, action=s.action, action_input=s.action_input, observation=obs
+                )
+            )
         return RMExample(q, a.answer, steps, a.explanation)
 
     return [RMPair(conv(p.prompt_text, p.pos), conv(p.prompt_text, p.neg), p.id) for p in pairs]
@@ -230,7 +224,10 @@ def teacher_forced_accuracy(
 
 
 def build_model(
-    cfg: RMTrainConfig, model: Any = None, tokenizer: Any = None, tools: Any = None
+    cfg: RMTrainConfig,
+    model: Any = None,
+    tokenizer: Any = None,
+    tools: Mapping[str, Any] | None = None,
 ) -> ToolAugmentedRewardModel:
     """The base LM (loaded from ``cfg.base`` unless given) with a fresh LoRA adapter and value head."""
     import torch
@@ -269,13 +266,13 @@ def train_reward_model(
     tokenizer: Any = None,
     progress: bool = True,
     data_summary: dict[str, Any] | None = None,
-    tools: Any = None,
+    tools: Mapping[str, Any] | None = None,
 ) -> tuple[ToolAugmentedRewardModel, RMTrainResult]:
     """Train a tool-augmented reward model on ``train_pairs``; save it to ``out_dir`` (if given).
 
     ``model``/``tokenizer`` skip loading ``cfg.base`` (tests pass tiny models; ``cfg.base``
     must still name where the base can be loaded from when the result is saved). ``tools``
-    (name -> Tool; default :func:`tara_tools`) are the tools the prompt describes. Returns the
+    (name -> tool; default: the ``tara`` tool set's) are the tools the prompt describes. Returns the
     model and a :class:`RMTrainResult` with the loss history and metrics (teacher-forced
     pairwise accuracy on ``eval_pairs`` when given).
     """

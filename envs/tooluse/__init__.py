@@ -6,6 +6,7 @@ and offline weather and stock tables. See ``docs/tooluse.md``.
 """
 
 from agentq.envs.tooluse.env import ToolUseEnv, load_tasks
+from agentq.envs.tooluse.executor import ToolExecutor, arun_tool_call, run_tool_call
 from agentq.envs.tooluse.expert import ExpertPolicy, RandomToolPolicy, expert_actions, run_episode
 from agentq.envs.tooluse.grading import grade_answer
 from agentq.envs.tooluse.react import (
@@ -33,10 +34,8 @@ from agentq.envs.tooluse.tools import (
     ToolError,
     WeatherTool,
     WikiSearch,
-    arun_tool_call,
     as_langchain_tool,
     default_tools,
-    run_tool_call,
     safe_eval,
 )
 
@@ -56,6 +55,7 @@ __all__ = [
     "ToolCompStep",
     "ToolCompTask",
     "ToolError",
+    "ToolExecutor",
     "ToolUseEnv",
     "WeatherTool",
     "WikiSearch",

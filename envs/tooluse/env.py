@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agentq.envs.tooluse.executor import run_tool_call
 from agentq.envs.tooluse.grading import grade_answer
 from agentq.envs.tooluse.react import FINISH, parse_turn, system_prompt
-from agentq.envs.tooluse.tools import DATA_DIR, Tool, default_tools, load_jsonl, run_tool_call
+from agentq.envs.tooluse.tools import DATA_DIR, Tool, default_tools, load_jsonl
 
 from agentq.errors import UserInputError
 from agentq.types import Context, StepResult

@@ -15,10 +15,22 @@ import json
 import random
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentq.envs.tooluse.react import format_finish, format_turn
 from agentq.envs.tooluse.tools import WEEKDAYS, StockTool, Tool, WeatherTool, WikiSearch
+
+if TYPE_CHECKING:
+    from agentq.envs.tooluse.env import ToolUseEnv
+
+
+class TurnPolicy(Protocol):
+    """A scripted policy: ``act()`` writes the next turn (``start(task_id)`` and
+    ``observe(text)`` are optional)."""
+
+    def act(self) -> str:
+        """The next assistant turn."""
+        ...
 
 
 def expert_actions(task: Mapping[str, Any], plan: bool = True) -> list[str]:
@@ -38,7 +50,7 @@ def expert_actions(task: Mapping[str, Any], plan: bool = True) -> list[str]:
 class ExpertPolicy:
     """Replays :func:`expert_actions` for the task of the current episode, one turn per call."""
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, env: ToolUseEnv) -> None:
         self.env = env
         self._turns: list[str] = []
 
@@ -78,6 +90,10 @@ class RandomToolPolicy:
             elif isinstance(t, WikiSearch):
                 self.titles = [d["title"] for d in t.docs]
         self.seen: list[str] = []
+
+    def start(self, task_id: str) -> None:
+        """A new episode: forget what the last one showed."""
+        self.seen = []
 
     def observe(self, text: str) -> None:
         """Remember numbers and names from a question or observation (answer candidates)."""
@@ -129,28 +145,31 @@ class RandomToolPolicy:
         return format_turn("Trying a tool.", name, self._args(name))
 
 
-def run_episode(env: Any, task_id: str, policy: Any) -> tuple[float, list[dict[str, Any]]]:
+def run_episode(
+    env: ToolUseEnv, task_id: str, policy: TurnPolicy
+) -> tuple[float, list[dict[str, Any]]]:
     """Run ``policy`` (``act()``, optional ``start``/``observe``) on one task; (reward, infos)."""
     ctx = env.reset(task_id)
-    if hasattr(policy, "start"):
-        policy.start(task_id)
-    if hasattr(policy, "observe"):
-        policy.seen = []
-        policy.observe(ctx[-1]["content"])
+    start = getattr(policy, "start", None)
+    if start is not None:
+        start(task_id)
+    observe = getattr(policy, "observe", None)
+    if observe is not None:
+        observe(ctx[-1]["content"])
     infos = []
     reward = 0.0
     for _ in range(env.max_steps):
         obs, r, done, info = env.step(policy.act())
         infos.append(info)
         reward += r
-        if hasattr(policy, "observe"):
-            policy.observe(obs)
+        if observe is not None:
+            observe(obs)
         if done:
             break
     return reward, infos
 
 
-__all__ = ["ExpertPolicy", "RandomToolPolicy", "expert_actions", "run_episode"]
+__all__ = ["ExpertPolicy", "RandomToolPolicy", "TurnPolicy", "expert_actions", "run_episode"]
 
 
 def _main() -> None:  # pragma: no cover - manual check

@@ -19,18 +19,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentq.react import first_with, parse_react
+
 FINISH = "finish"
 FINISH_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"answer": {"description": "the final answer: a number, a short text or a list"}},
     "required": ["answer"],
 }
-
-_ACTION_RE = re.compile(r"^[ \t>*_#]*Action[ \t]*:[ \t]*(.*)$", re.I | re.M)
-_INPUT_RE = re.compile(r"^[ \t>*_#]*Action[ \t]*Input[ \t]*:[ \t]*", re.I | re.M)
-_PLAN_RE = re.compile(r"^[ \t>*_#]*(?:Action[ \t]*)?Plan[ \t]*:", re.I | re.M)
-_FINAL_RE = re.compile(r"^[ \t>*_#]*Final[ \t]*Answer[ \t]*:[ \t]*(.*)", re.I | re.M | re.S)
-_STOP_RE = re.compile(r"^[ \t]*(?:Observation|Thought|Action|End[ \t]*Action)\b", re.I | re.M)
 
 
 @dataclass
@@ -96,32 +92,28 @@ def parse_json_object(text: str) -> tuple[Any, str | None]:
 
 
 def parse_turn(text: str, allow_plan: bool = True) -> ParsedTurn:
-    """Parse one assistant turn (see the module docstring); never raises."""
-    text = text or ""
-    thought = ""
-    m_th = re.search(
-        r"^[ \t]*Thought[ \t]*:[ \t]*(.*?)(?=^[ \t>*_#]*Action\b|\Z)", text, re.I | re.M | re.S
-    )
-    if m_th:
-        thought = m_th.group(1).strip()
-    candidates = [
-        m
-        for m in _ACTION_RE.finditer(text)
-        if not re.match(r"^[ \t>*_#]*Action[ \t]*(Input|Plan)\b", m.group(0), re.I)
-    ]
-    action_m = candidates[0] if candidates else None
-    if action_m is None:
-        final = _FINAL_RE.search(text)
-        if final:
-            answer_text = final.group(1).strip()
+    """Parse one assistant turn (see the module docstring); never raises.
+
+    The text is split into fields by agentq's one ReAct parser (:func:`agentq.react.parse_react`);
+    this function reads the ToolComp format from them: the first ``Action:`` and the first
+    ``Action Input:`` after it (a JSON object), or a ``Final Answer:``, or an action plan.
+    """
+    steps = parse_react(text or "")
+    first_thought = first_with(steps, "thought")
+    thought = (steps[first_thought].thought or "") if first_thought is not None else ""
+    at = first_with(steps, "action")
+    if at is None:
+        at_final = first_with(steps, "final_answer")
+        if at_final is not None:
+            answer_text = steps[at_final].final_answer or ""
             value, err = parse_json_object(answer_text)
             answer = value if err is None else answer_text
             if isinstance(answer, dict) and "answer" in answer:
                 answer = answer["answer"]
             return ParsedTurn("finish", tool=FINISH, answer=answer, thought=thought)
-        if allow_plan and _PLAN_RE.search(text):
-            plan = text[_PLAN_RE.search(text).end() :].strip()  # type: ignore[union-attr]
-            return ParsedTurn("plan", plan=plan, thought=thought)
+        at_plan = first_with(steps, "plan")
+        if allow_plan and at_plan is not None:
+            return ParsedTurn("plan", plan=steps[at_plan].plan or "", thought=thought)
         return ParsedTurn(
             "invalid",
             thought=thought,
@@ -130,24 +122,19 @@ def parse_turn(text: str, allow_plan: bool = True) -> ParsedTurn:
                 "or finish with 'Action: finish' and 'Action Input: {\"answer\": ...}'"
             ),
         )
-    tool = action_m.group(1).strip().strip("`'\"*[]").strip()
+    tool = (steps[at].action_name or "").strip("`'\"*[]").strip()
     if tool.endswith(")") and "(" in tool:  # "search(query)" -> "search" (linear, no regex)
         tool = tool[: tool.index("(")].rstrip()
-    rest = text[action_m.end() :]
-    input_m = _INPUT_RE.search(rest)
-    if input_m is None:
+    at_input = first_with(steps, "action_input", at)
+    if at_input is None:
         return ParsedTurn(
             "invalid",
             tool=tool,
             thought=thought,
             error=f"no 'Action Input:' after 'Action: {tool}'",
         )
-    args_text = rest[input_m.end() :]
-    # the JSON may span lines; it ends at a following Observation/Thought/Action/End Action line
-    stop = _STOP_RE.search(args_text)
-    if stop is not None:
-        args_text = args_text[: stop.start()]
-    args_text = args_text.strip()
+    # the JSON may span lines; it ends at the next field (Observation, Thought, End Action, ...)
+    args_text = steps[at_input].action_input or ""
     value, err = parse_json_object(args_text)
     if tool.lower() == FINISH:
         if err is not None:

@@ -2,9 +2,10 @@
 
 Every tool is a :class:`Tool` with a ``name``, a ``description``, ``parameters`` (the JSON
 schema of its arguments) and ``run(args) -> str``, which returns the observation text and
-raises :class:`ToolError` when the arguments are bad. :func:`run_tool_call` turns unknown
-tools, malformed JSON and any error into an observation (with ``ok=False``), so an agent's bad
-output never becomes an exception.
+raises :class:`ToolError` when the arguments are bad. The one tool executor
+(:func:`agentq.envs.tooluse.executor.run_tool_call`) turns unknown tools, malformed JSON and any
+error into an observation (with ``ok=False``), so an agent's bad output never becomes an
+exception.
 
 Tools:
 
@@ -771,50 +772,6 @@ def default_tools(
     return {n: makers[n]() for n in wanted}
 
 
-def run_tool_call(
-    tools: Mapping[str, Tool], name: str, args: Mapping[str, Any] | str | None
-) -> tuple[str, bool]:
-    """Run one tool call and return ``(observation, ok)``; never raises for agent mistakes.
-
-    An unknown tool, arguments that are not a JSON object (when given as text), a
-    :class:`ToolError` or any other exception from the tool become an observation starting with
-    ``"Error:"`` and ``ok=False``.
-    """
-    name = (name or "").strip()
-    tool = tools.get(name)
-    if tool is None:
-        lowered = {k.lower(): k for k in tools}
-        key = lowered.get(name.lower().replace(" ", "_"))
-        tool = tools.get(key) if key else None
-    if tool is None:
-        return f"Error: unknown tool {name!r}. Available tools: {', '.join(tools)}.", False
-    if isinstance(args, str):
-        text = args.strip()
-        if text:
-            from agentq.envs.tooluse.react import loads_safely
-
-            args, err = loads_safely(text)
-            if err is not None:
-                return f"Error: Action Input is not valid JSON ({err}): {text[:200]}", False
-        else:
-            args = {}
-        if not isinstance(args, dict):
-            return f"Error: Action Input must be a JSON object, got {text[:200]}", False
-    try:
-        return tool.run(args), True
-    except ToolError as e:
-        return f"Error: {e}", False
-    except Exception as e:  # a tool that raises: the agent sees it, the run goes on
-        return f"Error: tool {tool.name} failed: {type(e).__name__}: {e}", False
-
-
-async def arun_tool_call(
-    tools: Mapping[str, Tool], name: str, args: Mapping[str, Any] | str | None
-) -> tuple[str, bool]:
-    """Async twin of :func:`run_tool_call` (runs in a worker thread)."""
-    return await asyncio.to_thread(run_tool_call, tools, name, args)
-
-
 def as_langchain_tool(tool: Tool) -> Any:
     """The tool as a langchain-core ``StructuredTool`` (sync and async), for LangGraph to bind.
 
@@ -857,11 +814,9 @@ __all__ = [
     "ToolError",
     "WeatherTool",
     "WikiSearch",
-    "arun_tool_call",
     "as_langchain_tool",
     "default_tools",
     "format_number",
     "parse_date",
-    "run_tool_call",
     "safe_eval",
 ]
