@@ -1,25 +1,41 @@
 """The ``agentq`` command line (typer). Each stage of the flow is one command.
 
 ``collect`` and ``pairs`` live here; the other commands are registered by the modules that
-implement them (``register(app)`` functions, imported lazily-cheap: heavy imports happen inside
-the command bodies).
+implement them (their ``register(app)`` functions, called at the end of this module; heavy
+imports happen inside the command bodies, so ``agentq --help`` stays fast). A command whose
+settings are a config dataclass gets its flags from the dataclass (:func:`config_command`).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import json
-import math
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import typer
 from typer.core import TyperGroup
 
+from agentq.collect import CollectConfig
+from agentq.config import check_number, from_options, load_config_file, options
+from agentq.config import parse_key_values as parse_env_options
 from agentq.errors import AgentqError, UserInputError
+
+__all__ = [
+    "app",
+    "apply_config",
+    "check_number",
+    "cli_command",
+    "config_command",
+    "fail",
+    "load_config",
+    "main",
+    "parse_env_options",
+]
+
+C = TypeVar("C")
 
 
 class _Group(TyperGroup):
@@ -95,53 +111,18 @@ def cli_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def check_number(
-    name: str, value: float, *, lo: float | None = None, hi: float | None = None
-) -> None:
-    """``UserInputError`` unless ``value`` is a finite number within ``[lo, hi]``.
-
-    The bounds of a flag are checked here, not by typer, so that values from a ``--config``
-    file are checked too.
-    """
-    flag = "--" + name.replace("_", "-")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UserInputError(f"{flag} must be a number, not {value!r}")
-    if not math.isfinite(value):
-        raise UserInputError(f"{flag} must be a finite number, not {value}")
-    if lo is not None and value < lo:
-        raise UserInputError(f"{flag} must be >= {lo}, not {value}")
-    if hi is not None and value > hi:
-        raise UserInputError(f"{flag} must be <= {hi}, not {value}")
+load_config = load_config_file
+"""Read a TOML or JSON config file (:func:`agentq.config.load_config_file`)."""
 
 
-def load_config(path: Path | None) -> dict[str, Any]:
-    """Read a TOML or JSON config file into a dict (keys may use - or _)."""
-    if path is None:
-        return {}
-    if not path.exists():
-        raise UserInputError(f"config file not found: {path}")
-    try:
-        text = path.read_text()
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import tomllib
-
-            data = tomllib.loads(text)
-    except Exception as e:  # malformed config: one line
-        raise UserInputError(f"malformed config {path}: {e}") from e
-    if not isinstance(data, dict):
-        raise UserInputError(f"malformed config {path}: expected a table/object at the top")
-    return {k.replace("-", "_"): v for k, v in data.items()}
-
-
-def apply_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Fill options the user did not pass on the command line from the config file."""
-    cfg = load_config(config)
-    unknown = set(cfg) - set(values)
+def _file_values(ctx: typer.Context, config: Path | None, names: set[str]) -> dict[str, Any]:
+    """The values of a ``--config`` file for the options the user did not pass on the command
+    line (an unknown key is a ``UserInputError``)."""
+    cfg = load_config_file(config)
+    unknown = set(cfg) - names
     if unknown:
         raise UserInputError(f"unknown keys in config {config}: {', '.join(sorted(unknown))}")
-    out = dict(values)
+    out = {}
     for k, v in cfg.items():
         source = ctx.get_parameter_source(k)
         if source is None or source.name == "DEFAULT":
@@ -149,197 +130,78 @@ def apply_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]
     return out
 
 
-def parse_env_options(options: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs (values parsed as JSON when they can be) for ``envs.make``."""
-    out: dict[str, Any] = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserInputError(f"environment option {item!r} is not key=value")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+def apply_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
+    """Fill options the user did not pass on the command line from the config file."""
+    return {**values, **_file_values(ctx, config, set(values))}
 
 
-@app.command()
-@cli_command
-def collect(
-    ctx: typer.Context,
-    env: str = typer.Option("toy", help="Environment name (agentq.envs registry)."),
-    split: str = typer.Option("train", help="Task split."),
-    policy: str = typer.Option("random", help="MODEL spec of the proposer."),
-    out: Path = typer.Option(Path("trees.jsonl"), help="Output trees.jsonl."),
-    tasks: int = typer.Option(0, help="Number of tasks (0 = all of the split)."),
-    iterations: int = typer.Option(30, help="MCTS iterations per task."),
-    n: int = typer.Option(5, help="Candidates per expansion."),
-    depth: int = typer.Option(10, help="Depth limit."),
-    c: float = typer.Option(1.41, help="UCT exploration constant."),
-    rollout: str = typer.Option("policy", help="Leaf valuation: policy|random|scorer|none."),
-    rollout_scorer: str = typer.Option("", help="SCORER spec for --rollout scorer."),
-    depth_limit_reward: float = typer.Option(
-        0.0, help="Return of a simulation cut at the depth limit."
-    ),
-    early_stop: bool = typer.Option(False, help="Stop a task at its first full-reward leaf."),
-    concurrency: int = typer.Option(16, help="Tasks searched at once (over all Ray workers)."),
-    seed: int = typer.Option(0, help="Seed of every random choice."),
-    backend: str = typer.Option("local", help="local (asyncio) or ray (agentq[ray])."),
-    address: str | None = typer.Option(
-        None, help="Ray cluster: auto, ray://HOST:10001 or HOST:6379 (none: start a local one)."
-    ),
-    workers: int = typer.Option(0, help="Ray workers (0 = as many as the cluster fits)."),
-    worker_cpus: float = typer.Option(1.0, help="CPUs per Ray worker."),
-    worker_gpus: float = typer.Option(0.0, help="GPUs per Ray worker (a local model on GPU)."),
-    retries: int = typer.Option(2, help="Ray: reruns of a task whose worker process died."),
-    env_option: list[str] = typer.Option([], "--env-option", help="key=value passed to the env."),
-    resume: bool = typer.Option(
-        False, help="Continue an existing output, skipping finished tasks."
-    ),
-    overwrite: bool = typer.Option(False, help="Replace an existing output."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-    config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
-) -> None:
+_CONFIG_HELP = "TOML/JSON file with any of these options."
+
+
+def config_command(
+    app: typer.Typer, config_cls: type[C], *, name: str | None = None
+) -> Callable[[Callable[[C], Any]], Callable[[C], Any]]:
+    """Register ``fn(config)`` as a command whose flags are ``config_cls``'s options.
+
+    Each field declared with :func:`agentq.config.option` becomes one flag with the field's
+    default and help (nested configs flattened); ``--config FILE`` fills the options not given
+    on the command line. The command builds the config (its checks run there: one ``error:``
+    line and exit code 2 for a bad value, from the command line or the file alike) and calls
+    ``fn`` with it. The command's help is ``fn``'s docstring.
+    """
+    opts = [o for o in options(config_cls) if o.cli]
+    names = {o.name for o in opts}
+
+    def decorate(fn: Callable[[C], Any]) -> Callable[[C], Any]:
+        def command(ctx: typer.Context, **values: Any) -> Any:
+            config = values.pop("config", None)
+            values.update(_file_values(ctx, config, names))
+            return fn(from_options(config_cls, values))
+
+        params = [
+            inspect.Parameter(
+                "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+            )
+        ]
+        for o in opts:
+            params.append(
+                inspect.Parameter(
+                    o.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=typer.Option(o.default, *o.flags, help=o.help),
+                    annotation=o.type,
+                )
+            )
+        params.append(
+            inspect.Parameter(
+                "config",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Option(None, help=_CONFIG_HELP),
+                annotation=Path | None,
+            )
+        )
+        command.__name__ = fn.__name__
+        command.__qualname__ = fn.__qualname__
+        command.__doc__ = fn.__doc__
+        command.__module__ = fn.__module__
+        cast(Any, command).__signature__ = inspect.Signature(params, return_annotation=None)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        app.command(name=name)(cli_command(command))
+        return fn
+
+    return decorate
+
+
+@config_command(app, CollectConfig)
+def collect(config: CollectConfig) -> None:
     """Search each task with MCTS and write one tree per task to trees.jsonl."""
-    opts = apply_config(
-        ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
-    )
-    import agentq.envs as envs
-    from agentq.collect import collect as run_collect
-    from agentq.data.jsonl import check_output_path
-    from agentq.data.trees import finished_tasks
-    from agentq.search.mcts import MCTSConfig
-    from agentq.specs import resolve_policy, resolve_scorer
+    from agentq.collect import run_collection
 
-    check_output_path(opts["out"], resume=opts["resume"], overwrite=opts["overwrite"])
-    check_number("tasks", opts["tasks"], lo=0)
-    check_number("concurrency", opts["concurrency"], lo=1)
-    check_number("workers", opts["workers"], lo=0)
-    check_number("retries", opts["retries"], lo=0)
-    check_number("worker_cpus", opts["worker_cpus"], lo=0)
-    check_number("worker_gpus", opts["worker_gpus"], lo=0)
-    if opts["resume"]:
-        finished_tasks(opts["out"])  # a file of other records fails here, before any work
-    env_opts = parse_env_options(opts["env_option"])
-    factory = envs.resolve(opts["env"])
-    probe = envs.make(opts["env"], **env_opts)
-    task_ids = probe.tasks(opts["split"])
-    if not task_ids:
-        raise UserInputError(f"environment {opts['env']!r} has no tasks in split {opts['split']!r}")
-    envs.check_first_task(probe, task_ids[0], opts["env"])
-    if opts["tasks"]:
-        task_ids = task_ids[: opts["tasks"]]
-    try:
-        cfg = MCTSConfig(
-            iterations=opts["iterations"],
-            n=opts["n"],
-            max_depth=opts["depth"],
-            c=opts["c"],
-            rollout=opts["rollout"],
-            early_stop=opts["early_stop"],
-            depth_limit_reward=opts["depth_limit_reward"],
-            seed=opts["seed"],
-        )
-    except ValueError as e:
-        raise UserInputError(str(e)) from e
-    if cfg.rollout == "scorer" and not opts["rollout_scorer"]:
-        raise UserInputError("--rollout scorer needs --rollout-scorer SPEC")
-    models = {"policy": opts["policy"], "rollout_scorer": opts["rollout_scorer"] or None}
-    ray_opts = backend_options(opts)
-    make_env: Any = None
-    proposer: Any = None
-    scorer: Any = None
-    ray_backend: Any = None
-    if ray_opts is not None:  # the workers build env, policy and scorer; the driver writes
-        ray_backend = ray_collection_backend(ray_opts, opts, env_opts, cfg, models)
-    else:
-        proposer = resolve_policy(opts["policy"], seed=opts["seed"])
-        scorer = resolve_scorer(opts["rollout_scorer"]) if opts["rollout_scorer"] else None
-        pool = [probe]
-
-        def make_env() -> Any:
-            return pool.pop() if pool else factory(**env_opts)
-
-    try:
-        s = run_collect(
-            make_env,
-            task_ids,
-            proposer,
-            cfg,
-            opts["out"],
-            resume=opts["resume"],
-            overwrite=opts["overwrite"],
-            concurrency=opts["concurrency"],
-            rollout_scorer=scorer,
-            backend=ray_backend,
-            models=models,
-            progress=opts["progress"],
-        )
-    finally:
-        if ray_backend is not None:
-            ray_backend.close()
-    _print_summary(s, opts["out"])
-
-
-def _print_summary(s: Any, out: Path) -> None:
+    s = run_collection(config)
     typer.echo(
         f"tasks {s.tasks} (skipped {s.skipped}, failed {s.failed}) | nodes {s.nodes} | "
-        f"mean best reward {s.mean_best_reward:.3f} | wall {s.wall_s:.1f}s -> {out}"
+        f"mean best reward {s.mean_best_reward:.3f} | wall {s.wall_s:.1f}s -> {config.out}"
     )
-
-
-def ray_options(opts: dict[str, Any]) -> Any:
-    """The ``RayOptions`` of the ``--address/--workers/--worker-cpus/--worker-gpus/--retries`` flags."""
-    from agentq.backends.ray import RayOptions, import_ray
-
-    import_ray()  # one clear line when the extra is not installed
-    return RayOptions(
-        address=opts["address"] or None,
-        workers=opts["workers"],
-        worker_cpus=opts["worker_cpus"],
-        worker_gpus=opts["worker_gpus"],
-        retries=opts["retries"],
-    )
-
-
-RAY_FLAGS = ("backend", "address", "workers", "worker_cpus", "worker_gpus", "retries")
-
-
-def backend_options(opts: dict[str, Any]) -> Any:
-    """Pop the backend flags off ``opts``: ``RayOptions`` for ``--backend ray``, else ``None``."""
-    flags = {k: opts.pop(k) for k in RAY_FLAGS}
-    if flags["backend"] == "ray":
-        return ray_options(flags)
-    if flags["backend"] != "local":
-        raise UserInputError(f"--backend must be local or ray, not {flags['backend']!r}")
-    if flags["address"]:
-        raise UserInputError("--address needs --backend ray")
-    return None
-
-
-def ray_collection_backend(
-    options: Any, opts: dict[str, Any], env_opts: dict[str, Any], cfg: Any, models: dict[str, Any]
-) -> Any:
-    """A started ``RayBackend`` for ``agentq collect`` (workers build env, policy and scorer)."""
-    import agentq.envs as envs
-    from agentq.backends.ray import RayBackend
-    from agentq.collect import CollectWork
-    from agentq.specs import resolve_policy, resolve_scorer
-
-    work = CollectWork(
-        env_factory=functools.partial(envs.make, opts["env"], **env_opts),
-        proposer_factory=functools.partial(resolve_policy, opts["policy"], seed=opts["seed"]),
-        config=cfg,
-        rollout_scorer_factory=(
-            functools.partial(resolve_scorer, opts["rollout_scorer"])
-            if opts["rollout_scorer"]
-            else None
-        ),
-        models=models,
-    )
-    backend = RayBackend(work, options, concurrency=opts["concurrency"])
-    backend.start()  # a bad address or model spec fails here, before anything is written
-    return backend
 
 
 @app.command()
@@ -390,40 +252,19 @@ def pairs(
     )
 
 
-# Commands implemented by other parts of agentq: module -> (commands, issue that brings them).
-EXTENSIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "agentq.models.cli": (("train", "score"), "the Q-value model issue (#4)"),
-    "agentq.models.reward_cli": (("train-rm",), "the tool-augmented reward model issue (#8)"),
-    "agentq.integrations.server_cli": (("serve",), "the remote models issue (#5)"),
-    "agentq.eval.cli": (
-        ("eval", "eval-toolcomp", "eval-pairs", "view", "demo"),
-        "the evaluation issue (#7)",
-    ),
-}
+def _register_commands() -> None:
+    """The commands implemented next to their code: train/score, train-rm, serve, and the
+    evaluation commands (eval, eval-toolcomp, eval-pairs, view, demo)."""
+    from agentq.eval.cli import register as register_eval
+    from agentq.integrations.server_cli import register as register_serve
+    from agentq.models.cli import register as register_models
+    from agentq.models.reward_cli import register as register_reward
+
+    for register in (register_models, register_reward, register_serve, register_eval):
+        register(app)
 
 
-def _placeholder(name: str, where: str) -> None:
-    def cmd() -> None:
-        fail(f"'agentq {name}' is not implemented yet: it arrives with {where}")
-
-    cmd.__doc__ = f"(not implemented yet: arrives with {where})"
-    app.command(name=name)(cmd)
-
-
-def _register_extensions() -> None:
-    for module, (names, where) in EXTENSIONS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name is not None and module.startswith(e.name):
-                for name in names:
-                    _placeholder(name, where)
-                continue
-            raise
-        mod.register(app)
-
-
-_register_extensions()
+_register_commands()
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,11 +27,14 @@ def task_seed(seed: int, task_id: str, stream: str = "") -> int:
 
 @dataclass
 class TaskRandom:
-    """The generators of one task: one :class:`random.Random` per stream name."""
+    """The generators of one task: one :class:`random.Random` per stream name, and counters of
+    repeated requests (:meth:`occurrence`) for components that seed each request by its content."""
 
     seed: int
     task_id: str
     streams: dict[str, random.Random] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def rng(self, stream: str) -> random.Random:
         """The generator of ``stream`` for this task (created on first use)."""
@@ -39,6 +43,19 @@ class TaskRandom:
             g = self.streams[stream] = random.Random(task_seed(self.seed, self.task_id, stream))
         return g
 
+    def occurrence(self, owner: str, key: str) -> int:
+        """How many times ``owner`` asked about ``key`` before in this task (0 the first time).
+
+        A component that seeds a request from its content (a local model's sampling) adds this
+        count, so a repeated request draws anew, and the draws of a task depend only on the
+        task's own requests: never on other tasks, other methods, or a resume.
+        """
+        with self._lock:
+            k = (owner, key)
+            n = self.counts.get(k, 0)
+            self.counts[k] = n + 1
+            return n
+
 
 _CURRENT: ContextVar[TaskRandom | None] = ContextVar("agentq_task_random", default=None)
 
@@ -46,9 +63,10 @@ _CURRENT: ContextVar[TaskRandom | None] = ContextVar("agentq_task_random", defau
 @contextmanager
 def task_scope(seed: int, task_id: str) -> Iterator[TaskRandom]:
     """Make ``(seed, task_id)`` the current task for :func:`task_rng` inside the block."""
-    token = _CURRENT.set(TaskRandom(seed, task_id))
+    scope = TaskRandom(seed, task_id)
+    token = _CURRENT.set(scope)
     try:
-        yield _CURRENT.get()  # type: ignore[misc]
+        yield scope
     finally:
         _CURRENT.reset(token)
 
