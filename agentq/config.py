@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast, get_type_hints
@@ -79,10 +78,7 @@ def load_config_file(path: Path | None) -> dict[str, Any]:
         if path.suffix == ".json":
             data = json.loads(text)
         else:
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # Python 3.10: the same parser, from PyPI
-                import tomli as tomllib
+            import tomllib
 
             data = tomllib.loads(text)
     except Exception as e:  # malformed config: one line
