@@ -82,4 +82,19 @@ def task_rng(stream: str, default: random.Random) -> random.Random:
     return cur.rng(stream) if cur is not None else default
 
 
-__all__ = ["TaskRandom", "current_task", "task_rng", "task_scope", "task_seed"]
+def scoped_seed(seed: int, owner: object, stream: str, key: str = "") -> int | None:
+    """A seed for one call of ``owner`` inside the current task scope (None outside one).
+
+    It derives from ``seed``, the scope's seed and task id, the ``stream`` name, ``key`` and how
+    many times ``owner`` (counted by identity) asked about ``key`` before in this task. A
+    component whose calls take a seed (an OpenAI-compatible server's ``seed`` field) uses it so
+    its draws on a task depend only on that task's own calls.
+    """
+    scope = _CURRENT.get()
+    if scope is None:
+        return None
+    n = scope.occurrence(f"{stream}:{id(owner)}", key)
+    return task_seed(seed, scope.task_id, f"{scope.seed}|{stream}|{key}|{n}") % (2**31)
+
+
+__all__ = ["TaskRandom", "current_task", "scoped_seed", "task_rng", "task_scope", "task_seed"]
