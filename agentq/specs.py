@@ -70,10 +70,11 @@ _C = TypeVar("_C", Proposer, Scorer)
 def _recorded(component: _C, spec: str) -> _C:
     """``component``, checked to record the spec it was resolved from.
 
-    The core builders (``random``, local models, ``qmodel:``, ``judge:``, ``toy-oracle``) set
-    ``spec`` in their constructors. A builder that records none or another form of it (the
-    ``openai:``, ``remote:``, ``vllm-q:`` and ``rm:`` builders take no ``spec`` argument yet)
-    gets the resolved spec here.
+    The core builders set ``spec`` themselves (local models, ``qmodel:`` and ``judge:`` through
+    their constructors' ``spec`` argument; ``random`` and ``toy-oracle`` as class attributes). A
+    builder that records none or another form of it (the ``openai:``, ``remote:``, ``vllm-q:``,
+    ``rm:`` and ``tool-verify`` builders take no ``spec`` argument yet) gets the resolved spec
+    here.
     """
     if component.spec != spec:
         component.spec = spec
