@@ -1,14 +1,13 @@
 """The ``agentq`` command line (typer). Each stage of the flow is one command.
 
 ``collect`` and ``pairs`` live here; the other commands are registered by the modules that
-implement them (``register(app)`` functions, imported lazily-cheap: heavy imports happen inside
-the command bodies).
+implement them (their ``register(app)`` functions, called at the end of this module; heavy
+imports happen inside the command bodies, so ``agentq --help`` stays fast). A command whose
+settings are a config dataclass gets its flags from the dataclass (:func:`config_command`).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,21 +16,11 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from agentq.cli_common import apply_config, cli_command, fail, load_config
+from agentq.cli_common import apply_config, cli_command, config_command
+from agentq.collect import CollectConfig
 from agentq.errors import UserInputError
-from agentq.options import check_number, parse_env_options
 
-# re-exported: command modules of other parts import these from here
-__all__ = [
-    "app",
-    "apply_config",
-    "check_number",
-    "cli_command",
-    "fail",
-    "load_config",
-    "main",
-    "parse_env_options",
-]
+__all__ = ["app", "main"]
 
 
 class _Group(TyperGroup):
@@ -83,183 +72,16 @@ app = typer.Typer(
 )
 
 
-@app.command()
-@cli_command
-def collect(
-    ctx: typer.Context,
-    env: str = typer.Option("toy", help="Environment name (agentq.envs registry)."),
-    split: str = typer.Option("train", help="Task split."),
-    policy: str = typer.Option("random", help="MODEL spec of the proposer."),
-    out: Path = typer.Option(Path("trees.jsonl"), help="Output trees.jsonl."),
-    tasks: int = typer.Option(0, help="Number of tasks (0 = all of the split)."),
-    iterations: int = typer.Option(30, help="MCTS iterations per task."),
-    n: int = typer.Option(5, help="Candidates per expansion."),
-    depth: int = typer.Option(10, help="Depth limit."),
-    c: float = typer.Option(1.41, help="UCT exploration constant."),
-    rollout: str = typer.Option("policy", help="Leaf valuation: policy|random|scorer|none."),
-    rollout_scorer: str = typer.Option("", help="SCORER spec for --rollout scorer."),
-    depth_limit_reward: float = typer.Option(
-        0.0, help="Return of a simulation cut at the depth limit."
-    ),
-    early_stop: bool = typer.Option(False, help="Stop a task at its first full-reward leaf."),
-    concurrency: int = typer.Option(16, help="Tasks searched at once (over all Ray workers)."),
-    seed: int = typer.Option(0, help="Seed of every random choice."),
-    backend: str = typer.Option("local", help="local (asyncio) or ray (agentq[ray])."),
-    address: str | None = typer.Option(
-        None, help="Ray cluster: auto, ray://HOST:10001 or HOST:6379 (none: start a local one)."
-    ),
-    workers: int = typer.Option(0, help="Ray workers (0 = as many as the cluster fits)."),
-    worker_cpus: float = typer.Option(1.0, help="CPUs per Ray worker."),
-    worker_gpus: float = typer.Option(0.0, help="GPUs per Ray worker (a local model on GPU)."),
-    retries: int = typer.Option(2, help="Ray: reruns of a task whose worker process died."),
-    env_option: list[str] = typer.Option([], "--env-option", help="key=value passed to the env."),
-    resume: bool = typer.Option(
-        False, help="Continue an existing output, skipping finished tasks."
-    ),
-    overwrite: bool = typer.Option(False, help="Replace an existing output."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-    config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
-) -> None:
+@config_command(app, CollectConfig)
+def collect(config: CollectConfig) -> None:
     """Search each task with MCTS and write one tree per task to trees.jsonl."""
-    opts = apply_config(
-        ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
-    )
-    import agentq.envs as envs
-    from agentq.collect import collect as run_collect
-    from agentq.data.jsonl import check_output_path
-    from agentq.data.trees import finished_tasks
-    from agentq.search.mcts import MCTSConfig
-    from agentq.specs import resolve_policy, resolve_scorer
+    from agentq.collect import run_collection
 
-    check_output_path(opts["out"], resume=opts["resume"], overwrite=opts["overwrite"])
-    check_number("tasks", opts["tasks"], lo=0)
-    check_number("concurrency", opts["concurrency"], lo=1)
-    check_number("workers", opts["workers"], lo=0)
-    check_number("retries", opts["retries"], lo=0)
-    check_number("worker_cpus", opts["worker_cpus"], lo=0)
-    check_number("worker_gpus", opts["worker_gpus"], lo=0)
-    if opts["resume"]:
-        finished_tasks(opts["out"])  # a file of other records fails here, before any work
-    env_opts = parse_env_options(opts["env_option"])
-    factory = envs.resolve(opts["env"])
-    probe = envs.make(opts["env"], **env_opts)
-    task_ids = probe.tasks(opts["split"])
-    if not task_ids:
-        raise UserInputError(f"environment {opts['env']!r} has no tasks in split {opts['split']!r}")
-    envs.check_first_task(probe, task_ids[0], opts["env"])
-    if opts["tasks"]:
-        task_ids = task_ids[: opts["tasks"]]
-    try:
-        cfg = MCTSConfig(
-            iterations=opts["iterations"],
-            n=opts["n"],
-            max_depth=opts["depth"],
-            c=opts["c"],
-            rollout=opts["rollout"],
-            early_stop=opts["early_stop"],
-            depth_limit_reward=opts["depth_limit_reward"],
-            seed=opts["seed"],
-        )
-    except ValueError as e:
-        raise UserInputError(str(e)) from e
-    if cfg.rollout == "scorer" and not opts["rollout_scorer"]:
-        raise UserInputError("--rollout scorer needs --rollout-scorer SPEC")
-    models = {"policy": opts["policy"], "rollout_scorer": opts["rollout_scorer"] or None}
-    ray_opts = backend_options(opts)
-    make_env: Any = None
-    proposer: Any = None
-    scorer: Any = None
-    ray_backend: Any = None
-    if ray_opts is not None:  # the workers build env, policy and scorer; the driver writes
-        ray_backend = ray_collection_backend(ray_opts, opts, env_opts, cfg, models)
-    else:
-        proposer = resolve_policy(opts["policy"], seed=opts["seed"])
-        scorer = resolve_scorer(opts["rollout_scorer"]) if opts["rollout_scorer"] else None
-        pool = [probe]
-
-        def make_env() -> Any:
-            return pool.pop() if pool else factory(**env_opts)
-
-    try:
-        s = run_collect(
-            make_env,
-            task_ids,
-            proposer,
-            cfg,
-            opts["out"],
-            resume=opts["resume"],
-            overwrite=opts["overwrite"],
-            concurrency=opts["concurrency"],
-            rollout_scorer=scorer,
-            backend=ray_backend,
-            models=models,
-            progress=opts["progress"],
-        )
-    finally:
-        if ray_backend is not None:
-            ray_backend.close()
-    _print_summary(s, opts["out"])
-
-
-def _print_summary(s: Any, out: Path) -> None:
+    s = run_collection(config)
     typer.echo(
         f"tasks {s.tasks} (skipped {s.skipped}, failed {s.failed}) | nodes {s.nodes} | "
-        f"mean best reward {s.mean_best_reward:.3f} | wall {s.wall_s:.1f}s -> {out}"
+        f"mean best reward {s.mean_best_reward:.3f} | wall {s.wall_s:.1f}s -> {config.out}"
     )
-
-
-def ray_options(opts: dict[str, Any]) -> Any:
-    """The ``RayOptions`` of the ``--address/--workers/--worker-cpus/--worker-gpus/--retries`` flags."""
-    from agentq.backends.ray import RayOptions, import_ray
-
-    import_ray()  # one clear line when the extra is not installed
-    return RayOptions(
-        address=opts["address"] or None,
-        workers=opts["workers"],
-        worker_cpus=opts["worker_cpus"],
-        worker_gpus=opts["worker_gpus"],
-        retries=opts["retries"],
-    )
-
-
-RAY_FLAGS = ("backend", "address", "workers", "worker_cpus", "worker_gpus", "retries")
-
-
-def backend_options(opts: dict[str, Any]) -> Any:
-    """Pop the backend flags off ``opts``: ``RayOptions`` for ``--backend ray``, else ``None``."""
-    flags = {k: opts.pop(k) for k in RAY_FLAGS}
-    if flags["backend"] == "ray":
-        return ray_options(flags)
-    if flags["backend"] != "local":
-        raise UserInputError(f"--backend must be local or ray, not {flags['backend']!r}")
-    if flags["address"]:
-        raise UserInputError("--address needs --backend ray")
-    return None
-
-
-def ray_collection_backend(
-    options: Any, opts: dict[str, Any], env_opts: dict[str, Any], cfg: Any, models: dict[str, Any]
-) -> Any:
-    """A started ``RayBackend`` for ``agentq collect`` (workers build env, policy and scorer)."""
-    import agentq.envs as envs
-    from agentq.backends.ray import RayBackend
-    from agentq.collect import CollectWork
-    from agentq.specs import resolve_policy, resolve_scorer
-
-    work = CollectWork(
-        env_factory=functools.partial(envs.make, opts["env"], **env_opts),
-        proposer_factory=functools.partial(resolve_policy, opts["policy"], seed=opts["seed"]),
-        config=cfg,
-        rollout_scorer_factory=(
-            functools.partial(resolve_scorer, opts["rollout_scorer"])
-            if opts["rollout_scorer"]
-            else None
-        ),
-        models=models,
-    )
-    backend = RayBackend(work, options, concurrency=opts["concurrency"])
-    backend.start()  # a bad address or model spec fails here, before anything is written
-    return backend
 
 
 @app.command()
@@ -310,40 +132,19 @@ def pairs(
     )
 
 
-# Commands implemented by other parts of agentq: module -> (commands, issue that brings them).
-EXTENSIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "agentq.models.cli": (("train", "score"), "the Q-value model issue (#4)"),
-    "agentq.models.reward_cli": (("train-rm",), "the tool-augmented reward model issue (#8)"),
-    "agentq.integrations.server_cli": (("serve",), "the remote models issue (#5)"),
-    "agentq.eval.cli": (
-        ("eval", "eval-toolcomp", "eval-pairs", "view", "demo"),
-        "the evaluation issue (#7)",
-    ),
-}
+def _register_commands() -> None:
+    """The commands implemented next to their code: train/score, train-rm, serve, and the
+    evaluation commands (eval, eval-toolcomp, eval-pairs, view, demo)."""
+    from agentq.eval.cli import register as register_eval
+    from agentq.integrations.server_cli import register as register_serve
+    from agentq.models.cli import register as register_models
+    from agentq.models.reward_cli import register as register_reward
+
+    for register in (register_models, register_reward, register_serve, register_eval):
+        register(app)
 
 
-def _placeholder(name: str, where: str) -> None:
-    def cmd() -> None:
-        fail(f"'agentq {name}' is not implemented yet: it arrives with {where}")
-
-    cmd.__doc__ = f"(not implemented yet: arrives with {where})"
-    app.command(name=name)(cmd)
-
-
-def _register_extensions() -> None:
-    for module, (names, where) in EXTENSIONS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name is not None and module.startswith(e.name):
-                for name in names:
-                    _placeholder(name, where)
-                continue
-            raise
-        mod.register(app)
-
-
-_register_extensions()
+_register_commands()
 
 
 def main() -> None:

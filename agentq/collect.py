@@ -3,20 +3,100 @@
 Tasks run concurrently on an execution backend (asyncio with bounded concurrency here; the
 backend is a small protocol so a Ray backend can spread tasks over machines). Environments are
 pooled: at most ``concurrency`` instances exist, each reused task after task.
+:class:`CollectConfig` holds the settings of a run (the ``agentq collect`` flags) and
+:func:`run_collection` does what the command does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from agentq.backends import ExecutionConfig
+from agentq.config import nested, option, parse_key_values, validate
 from agentq.data.trees import TreeWriter
-from agentq.search.mcts import MCTSConfig, MCTSStats, run_mcts
+from agentq.errors import UserInputError
+from agentq.protocols import Env, Proposer, Scorer, as_proposer
+from agentq.search.mcts import ROLLOUTS, MCTSConfig, MCTSStats, run_mcts
 from agentq.types import TaskTree
+
+if TYPE_CHECKING:
+    from agentq.backends.ray import RayBackend, RayOptions
+
+
+@dataclass
+class CollectConfig:
+    """What ``agentq collect`` runs: MCTS with a policy over the tasks of an environment split.
+
+    The search settings' defaults and checks are :class:`~agentq.search.mcts.MCTSConfig`'s
+    (:meth:`mcts_config`); the rest are checked here.
+    """
+
+    env: str = option("toy", help="Environment name (agentq.envs registry).")
+    split: str = option("train", help="Task split.")
+    policy: str = option("random", help="MODEL spec of the proposer.")
+    out: Path = option(Path("trees.jsonl"), help="Output trees.jsonl.")
+    tasks: int = option(0, help="Number of tasks (0 = all of the split).", lo=0)
+    iterations: int = option(MCTSConfig.iterations, help="MCTS iterations per task.")
+    n: int = option(MCTSConfig.n, help="Candidates per expansion.")
+    depth: int = option(MCTSConfig.max_depth, help="Depth limit.")
+    c: float = option(MCTSConfig.c, help="UCT exploration constant.")
+    rollout: str = option(MCTSConfig.rollout, help="Leaf valuation: " + "|".join(ROLLOUTS) + ".")
+    rollout_scorer: str = option("", help="SCORER spec for --rollout scorer.")
+    depth_limit_reward: float = option(
+        MCTSConfig.depth_limit_reward, help="Return of a simulation cut at the depth limit."
+    )
+    early_stop: bool = option(
+        MCTSConfig.early_stop, help="Stop a task at its first full-reward leaf."
+    )
+    concurrency: int = option(16, help="Tasks searched at once (over all Ray workers).", lo=1)
+    seed: int = option(MCTSConfig.seed, help="Seed of every random choice.")
+    execution: ExecutionConfig = nested(ExecutionConfig)
+    env_options: dict[str, Any] = option(
+        {},
+        name="env_option",
+        flags=("--env-option",),
+        cli_type=list[str],
+        cli_default=[],
+        parse=parse_key_values,
+        help="key=value passed to the env.",
+    )
+    resume: bool = option(False, help="Continue an existing output, skipping finished tasks.")
+    overwrite: bool = option(False, help="Replace an existing output.")
+    progress: bool = option(True, help="Show a progress bar.")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        self.out = Path(self.out)
+        self.mcts_config()  # the search settings' own checks, before anything runs
+        if self.rollout == "scorer" and not self.rollout_scorer:
+            raise UserInputError("--rollout scorer needs --rollout-scorer SPEC")
+
+    def mcts_config(self) -> MCTSConfig:
+        """The search settings (``UserInputError`` when one is out of range)."""
+        try:
+            return MCTSConfig(
+                iterations=self.iterations,
+                n=self.n,
+                max_depth=self.depth,
+                c=self.c,
+                rollout=self.rollout,
+                early_stop=self.early_stop,
+                depth_limit_reward=self.depth_limit_reward,
+                seed=self.seed,
+            )
+        except (ValueError, TypeError) as e:
+            raise UserInputError(str(e)) from e
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """The model specs a tree records."""
+        return {"policy": self.policy, "rollout_scorer": self.rollout_scorer or None}
 
 
 class CollectionBackend(Protocol):
@@ -38,7 +118,13 @@ class AsyncioBackend:
 
     concurrency: int = 16
 
-    async def run(self, task_ids, work, on_done) -> None:  # noqa: D102 - see protocol
+    async def run(
+        self,
+        task_ids: Sequence[str],
+        work: Callable[[str], Awaitable[TaskTree]],
+        on_done: Callable[[TaskTree], None],
+    ) -> None:
+        """Run ``work(task_id)`` for every task, at most ``concurrency`` at once."""
         sem = asyncio.Semaphore(max(1, self.concurrency))
 
         async def one(tid: str) -> None:
@@ -69,29 +155,29 @@ class CollectSummary:
 class EnvPool:
     """Reuses environment instances across tasks; creates at most as many as are in use."""
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(self, factory: Callable[[], Env]) -> None:
         self.factory = factory
-        self._free: list[Any] = []
+        self._free: list[Env] = []
 
-    async def acquire(self) -> Any:
+    async def acquire(self) -> Env:
         """An idle environment, created in a worker thread when none is free."""
         if self._free:
             return self._free.pop()
         return await asyncio.to_thread(self.factory)
 
-    def release(self, env: Any) -> None:
+    def release(self, env: Env) -> None:
         """Return ``env`` to the pool."""
         self._free.append(env)
 
 
 async def collect_task(
-    env: Any,
+    env: Env,
     task_id: str,
-    proposer: Any,
+    proposer: Proposer,
     config: MCTSConfig,
     *,
-    rollout_scorer: Any = None,
-    rollout_proposer: Any = None,
+    rollout_scorer: Scorer | None = None,
+    rollout_proposer: Proposer | None = None,
     stats: MCTSStats | None = None,
 ) -> TaskTree:
     """One task's MCTS tree; a task that fails becomes a ``status="failed"`` tree with the reason.
@@ -136,10 +222,10 @@ class CollectWork:
     are pooled per worker as in :func:`acollect`.
     """
 
-    env_factory: Callable[[], Any]
-    proposer_factory: Callable[[], Any]
+    env_factory: Callable[[], Env]
+    proposer_factory: Callable[[], Proposer]
     config: MCTSConfig
-    rollout_scorer_factory: Callable[[], Any] | None = None
+    rollout_scorer_factory: Callable[[], Scorer] | None = None
     models: dict[str, Any] | None = None
 
     def setup(self) -> None:
@@ -174,17 +260,17 @@ class CollectWork:
 
 
 async def acollect(
-    env_factory: Callable[[], Any],
+    env_factory: Callable[[], Env] | None,
     task_ids: Sequence[str],
-    proposer: Any,
+    proposer: Proposer | None,
     config: MCTSConfig,
     out: str | Path | None = None,
     *,
     resume: bool = False,
     overwrite: bool = False,
     concurrency: int = 16,
-    rollout_scorer: Any = None,
-    rollout_proposer: Any = None,
+    rollout_scorer: Scorer | None = None,
+    rollout_proposer: Proposer | None = None,
     backend: CollectionBackend | None = None,
     models: dict[str, Any] | None = None,
     progress: bool = False,
@@ -193,6 +279,8 @@ async def acollect(
     """Collect one MCTS tree per task; append each to ``out`` as soon as it is finished.
 
     ``rollout_proposer`` plays the ``rollout="policy"`` simulations (default: ``proposer``).
+    ``env_factory`` and ``proposer`` may be None when ``backend`` builds its own (Ray's
+    workers do).
 
     With ``resume`` the tasks already in ``out`` are skipped (a torn last line is dropped). A
     task whose proposer fails is written with ``status="failed"`` and the reason; the run goes on.
@@ -201,13 +289,18 @@ async def acollect(
     summary = CollectSummary()
     todo = [t for t in task_ids if writer is None or t not in writer.finished]
     summary.skipped = len(task_ids) - len(todo)
-    pool = EnvPool(env_factory)
     backend = backend or AsyncioBackend(concurrency)
-    models = models or {"policy": getattr(proposer, "spec", type(proposer).__name__)}
+    if proposer is not None:
+        proposer = as_proposer(proposer)
+    if models is None:
+        models = {"policy": proposer.spec if proposer is not None else None}
     bar = _Progress(len(todo), enabled=progress)
+    pool = EnvPool(env_factory) if env_factory is not None else None
     t0 = time.perf_counter()
 
     async def work(tid: str) -> TaskTree:
+        if pool is None or proposer is None:
+            raise ValueError("the local backend needs an env_factory and a proposer")
         env = await pool.acquire()
         try:
             tree = await collect_task(
@@ -221,7 +314,7 @@ async def acollect(
             )
         finally:
             pool.release(env)
-        tree.models = models
+        tree.models = dict(models)
         return tree
 
     def done(tree: TaskTree) -> None:
@@ -268,3 +361,74 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def run_collection(config: CollectConfig) -> CollectSummary:
+    """What ``agentq collect`` does: check the output, build the environment and the models
+    (here, or on Ray's workers for ``backend="ray"``), search every task, write trees.jsonl."""
+    from agentq.data.jsonl import check_output_path
+    from agentq.data.trees import finished_tasks
+    from agentq.environments import EnvSource
+    from agentq.specs import resolve_policy, resolve_scorer
+
+    cfg = config
+    check_output_path(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite)
+    if cfg.resume:
+        finished_tasks(cfg.out)  # a file of other records fails here, before any work
+    source = EnvSource(cfg.env, cfg.env_options)
+    task_ids = source.task_ids(cfg.split, cfg.tasks)
+    search = cfg.mcts_config()
+    ray_opts = cfg.execution.ray_options()
+    make_env: Callable[[], Env] | None = None
+    proposer: Proposer | None = None
+    scorer: Scorer | None = None
+    ray_backend: RayBackend | None = None
+    if ray_opts is not None:  # the workers build env, policy and scorer; the driver writes
+        ray_backend = ray_collection_backend(ray_opts, cfg, search)
+    else:
+        proposer = resolve_policy(cfg.policy, seed=cfg.seed)
+        scorer = resolve_scorer(cfg.rollout_scorer) if cfg.rollout_scorer else None
+        make_env = source
+
+    try:
+        return collect(
+            make_env,
+            task_ids,
+            proposer,
+            search,
+            cfg.out,
+            resume=cfg.resume,
+            overwrite=cfg.overwrite,
+            concurrency=cfg.concurrency,
+            rollout_scorer=scorer,
+            backend=ray_backend,
+            models=cfg.models,
+            progress=cfg.progress,
+        )
+    finally:
+        if ray_backend is not None:
+            ray_backend.close()
+
+
+def ray_collection_backend(
+    options: RayOptions, config: CollectConfig, search: MCTSConfig
+) -> RayBackend:
+    """A started ``RayBackend`` for ``agentq collect`` (workers build env, policy and scorer)."""
+    from agentq.backends.ray import RayBackend
+    from agentq.environments import make
+    from agentq.specs import resolve_policy, resolve_scorer
+
+    work = CollectWork(
+        env_factory=functools.partial(make, config.env, **config.env_options),
+        proposer_factory=functools.partial(resolve_policy, config.policy, seed=config.seed),
+        config=search,
+        rollout_scorer_factory=(
+            functools.partial(resolve_scorer, config.rollout_scorer)
+            if config.rollout_scorer
+            else None
+        ),
+        models=config.models,
+    )
+    backend = RayBackend(work, options, concurrency=config.concurrency)
+    backend.start()  # a bad address or model spec fails here, before anything is written
+    return backend

@@ -7,9 +7,10 @@ declares in ``pyproject.toml``, and the core finds it here by name:
     [project.entry-points."agentq.scorers"]
     tool-verify = "agentq.envs.tooluse.verify:ToolVerifyScorer"
 
-Groups: :data:`SCORERS` (SCORER specs beyond the core's, built as ``builder(**options)`` or
-``builder(value, **options)``) and :data:`TOOLSETS` (tool sets of the tool-augmented reward
-model, see :class:`agentq.models.reward.Toolset`). Entry points are read from the installed
+Groups: :data:`ENVS` (environments, built as ``factory(**options)``, see
+:mod:`agentq.environments`), :data:`SCORERS` (SCORER specs beyond the core's, built as
+``builder(**options)`` or ``builder(value, **options)``) and :data:`TOOLSETS` (tool sets of the
+tool-augmented reward model, see :class:`agentq.models.reward.Toolset`). Entry points are read from the installed
 distributions' metadata, so a source checkout must be installed (``pip install -e .``).
 """
 
@@ -21,6 +22,8 @@ from typing import Any
 
 from agentq.errors import UserInputError
 
+ENVS = "agentq.envs"
+"""Environments (``toy``, ``webshop``, ``hotpotqa``, ``tooluse``)."""
 SCORERS = "agentq.scorers"
 """SCORER specs provided outside the core (``tool-verify``, ``toy-oracle``)."""
 TOOLSETS = "agentq.toolsets"
@@ -57,4 +60,4 @@ def load(group: str, name: str, what: str | None = None) -> Any:
         raise UserInputError(f"{what} is not available in this installation: {e}") from e
 
 
-__all__ = ["SCORERS", "TOOLSETS", "load", "names"]
+__all__ = ["ENVS", "SCORERS", "TOOLSETS", "load", "names"]

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from agentq import registry
 from agentq.errors import UserInputError
+from agentq.protocols import Proposer, Scorer, as_proposer, as_scorer
 
 # prefix -> "module:function(spec_rest, **options)"
 POLICY_BUILDERS: dict[str, str] = {
@@ -37,6 +38,10 @@ SCORER_BUILDERS: dict[str, str] = {
 # optional value: ``builder(**options)`` or ``builder(value, **options)``.
 
 
+SAMPLING_POLICIES = ("openai", "local")
+"""MODEL kinds whose builder takes a sampling ``temperature`` (``random`` has none)."""
+
+
 def _load(target: str, what: str) -> Callable[..., Any]:
     module, _, attr = target.partition(":")
     try:
@@ -45,28 +50,61 @@ def _load(target: str, what: str) -> Callable[..., Any]:
         raise UserInputError(f"{what} is not available in this installation: {e}") from e
 
 
-def resolve_policy(spec: str, **options: Any) -> Any:
+def policy_kind(spec: str) -> str:
+    """The builder of a MODEL spec: ``random``, ``openai`` or ``local`` (a directory, hub id or
+    ``smollm2``)."""
+    spec = spec.strip()
+    if spec == "random":
+        return "random"
+    if spec.startswith("openai:"):
+        return "openai"
+    return "local"
+
+
+def takes_temperature(spec: str) -> bool:
+    """Whether the policy a MODEL spec names samples at a temperature (:data:`SAMPLING_POLICIES`)."""
+    return policy_kind(spec) in SAMPLING_POLICIES
+
+
+_C = TypeVar("_C", Proposer, Scorer)
+
+
+def _recorded(component: _C, spec: str) -> _C:
+    """``component``, checked to record the spec it was resolved from.
+
+    The core builders set ``spec`` themselves (local models, ``qmodel:`` and ``judge:`` through
+    their constructors' ``spec`` argument; ``random`` and ``toy-oracle`` as class attributes). A
+    builder that records none or another form of it (the ``openai:``, ``remote:``, ``vllm-q:``,
+    ``rm:`` and ``tool-verify`` builders take no ``spec`` argument yet) gets the resolved spec
+    here.
+    """
+    if component.spec != spec:
+        component.spec = spec
+    return component
+
+
+def resolve_policy(spec: str, **options: Any) -> Proposer:
     """Build the Proposer a MODEL spec names. ``options`` go to the builder (e.g. ``seed``)."""
     spec = spec.strip()
     if not spec:
         raise UserInputError("empty MODEL spec")
-    if spec == "random":
+    kind = policy_kind(spec)
+    if kind == "random":
         builder = _load(POLICY_BUILDERS["random"], "the random policy")
         seed = options.get("seed", 0)
-        p = builder(seed=seed)
-    elif spec.startswith("openai:"):
-        p = _load(POLICY_BUILDERS["openai"], "the OpenAI-compatible client")(
+        built = builder(seed=seed)
+    elif kind == "openai":
+        built = _load(POLICY_BUILDERS["openai"], "the OpenAI-compatible client")(
             spec[len("openai:") :], **options
         )
     else:
         # an unknown name fails here in one line, before torch loads or a hub is asked
         _load("agentq.models.loading:resolve_model_path", "local transformers models")(spec)
-        p = _load(POLICY_BUILDERS["local"], "local transformers models")(spec, **options)
-    p.spec = spec
-    return p
+        built = _load(POLICY_BUILDERS["local"], "local transformers models")(spec, **options)
+    return _recorded(as_proposer(built), spec)
 
 
-def resolve_scorer(spec: str, **options: Any) -> Any:
+def resolve_scorer(spec: str, **options: Any) -> Scorer:
     """Build the Scorer a SCORER spec names."""
     spec = spec.strip()
     prefix, sep, rest = spec.partition(":")
@@ -84,10 +122,9 @@ def resolve_scorer(spec: str, **options: Any) -> Any:
     else:
         builder = registry.load(registry.SCORERS, prefix, f"scorer {prefix!r}")
     if prefix == "random" or prefix in plugins:
-        s = builder(**options) if not rest else builder(rest, **options)
+        built = builder(**options) if not rest else builder(rest, **options)
     else:
         if not rest:
             raise UserInputError(f"scorer spec {spec!r} needs a value after '{prefix}:'")
-        s = builder(rest, **options)
-    s.spec = spec
-    return s
+        built = builder(rest, **options)
+    return _recorded(as_scorer(built), spec)

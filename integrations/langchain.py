@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NotRequired
 
 from agentq.integrations.langgraph.messages import to_openai_messages
 from agentq.integrations.langgraph.sampling import (
@@ -48,7 +48,6 @@ from langchain_core.runnables.config import (
     var_child_runnable_config,
 )
 from langgraph.types import Command
-from typing_extensions import NotRequired
 
 from agentq.errors import ProposerError
 from agentq.protocols import Scorer

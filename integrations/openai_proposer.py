@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from agentq.integrations.http import AsyncHTTPClient, RetryPolicy
 from agentq.errors import MalformedResponse, ProposerError, RemoteRequestError, UserInputError
 from agentq.protocols import BaseProposer
 from agentq.render import render_action
+from agentq.seeding import scoped_seed
 from agentq.types import Candidate, Context
 
 log = logging.getLogger("agentq.remote")
@@ -123,7 +126,13 @@ class OpenAIProposer(BaseProposer):
         temperature, top_p, max_tokens, stop: sampling settings sent with every request.
         logprobs: ask for token log-probs.
         n_mode: ``"auto"`` (``n``, falling back), ``"n"`` (always ``n``), ``"parallel"``.
-        seed: base seed sent to the server (request ``i`` of a parallel fallback gets seed + i).
+        seed: base seed sent to the server (None: no seed; request ``i`` of a parallel
+            fallback gets seed + i). Inside a task scope (:func:`agentq.seeding.task_scope`:
+            every eval episode and MCTS search) a call's seed derives from ``seed``, the scope's
+            (seed, task id), the request and how often the task made it before
+            (:func:`agentq.seeding.scoped_seed`), so a method's samples on a task depend only on
+            that task; outside one it is ``seed`` plus the call count, restarted by
+            :meth:`reseed`.
         extra_body: extra fields merged into every request body (e.g. vLLM's ``top_k``).
         api_key: bearer token (default ``$AGENTQ_API_KEY`` or ``$OPENAI_API_KEY``).
         timeout, connect_timeout, max_retries, backoff_base, concurrency: the HTTP client's.
@@ -164,6 +173,7 @@ class OpenAIProposer(BaseProposer):
         self.logprobs = logprobs
         self.n_mode = n_mode
         self.seed = seed
+        self._base_seed = seed  # the draws outside a task scope (see reseed)
         self.extra_body = dict(extra_body or {})
         self.http = client or AsyncHTTPClient(
             self.base_url,
@@ -248,8 +258,7 @@ class OpenAIProposer(BaseProposer):
         if n < 1:
             return []
         model = await self._model()
-        seed = None if self.seed is None else self.seed + 1009 * self._calls
-        self._calls += 1
+        seed = self._request_seed(context, n)
         if n == 1 or self._n_supported is False:
             out = await self._parallel(model, context, n, seed)
         else:
@@ -273,6 +282,26 @@ class OpenAIProposer(BaseProposer):
         if len(out) != n:
             raise ProposerError(f"OpenAI-compatible server returned {len(out)} of {n} candidates")
         return out
+
+    def reseed(self, seed: int) -> None:
+        """Restart the draws made outside a task scope from ``seed`` (a proposer built without
+        a seed stays unseeded; a task scope's draws depend on the scope, not on this)."""
+        if self.seed is not None:
+            self._base_seed = seed % (2**31)
+            self._calls = 0
+
+    def _request_seed(self, context: Context, n: int) -> int | None:
+        """The ``seed`` field of one call (None when this proposer is unseeded)."""
+        if self.seed is None:
+            return None
+        key = hashlib.sha256(json.dumps([context, n], sort_keys=True, default=str).encode())
+        seed = scoped_seed(self.seed, self, "policy:openai", key.hexdigest()[:32])
+        if seed is not None:
+            return seed
+        assert self._base_seed is not None
+        seed = self._base_seed + 1009 * self._calls
+        self._calls += 1
+        return seed
 
     def propose(
         self, context: Context, n: int, *, valid_actions: Sequence[str] | None = None

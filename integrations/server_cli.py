@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from agentq.cli import cli_command
+from agentq.cli_common import cli_command
 from agentq.errors import UserInputError
 
 

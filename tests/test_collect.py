@@ -196,3 +196,43 @@ def test_random_policy_trees_are_identical_whatever_concurrency_split_or_resume(
         tmp_path / "s8.jsonl",
     )
     assert trees(tmp_path / "s8.jsonl") != {k: runs["c1"][k] for k in ids[:3]}
+
+
+def test_collect_config_is_the_single_source_of_the_flags(tmp_path):
+    import pytest
+    import typer
+
+    from agentq.collect import CollectConfig, run_collection
+    from agentq.config import from_options, options
+    from agentq.errors import UserInputError
+
+    cfg = CollectConfig()
+    m = cfg.mcts_config()
+    assert (
+        (m.iterations, m.n, m.max_depth, m.c)
+        == (30, 5, 10, 1.41)
+        == (
+            MCTSConfig().iterations,
+            MCTSConfig().n,
+            MCTSConfig().max_depth,
+            MCTSConfig().c,
+        )
+    )
+    params = {p.name: p for p in typer.main.get_command(app).commands["collect"].params}
+    assert set(params) == {o.name for o in options(CollectConfig)} | {"config"}
+    assert params["iterations"].default == 30 and params["concurrency"].default == 16
+    for bad, what in (
+        ({"n": 0}, "n"),
+        ({"c": float("nan")}, "c "),
+        ({"tasks": -1}, "--tasks"),
+        ({"retries": -1}, "--retries"),
+        ({"rollout": "scorer"}, "--rollout-scorer"),
+        ({"address": "auto"}, "--backend ray"),
+    ):
+        with pytest.raises(UserInputError, match=what):
+            from_options(CollectConfig, bad)
+    out = tmp_path / "t.jsonl"
+    s = run_collection(
+        CollectConfig(out=out, tasks=2, iterations=4, n=2, env_options={"rooms": 2}, progress=False)
+    )
+    assert s.tasks == 2 and len(read_trees(out)) == 2

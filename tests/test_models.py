@@ -319,6 +319,42 @@ def test_proposer_seeding_ignores_interleaving(tiny: tuple[Any, Any]) -> None:
     assert any([c.text for c in x] != [c.text for c in a1] for x in again)  # fresh samples
 
 
+def test_proposer_draws_per_task_scope_and_reseed(tiny: tuple[Any, Any]) -> None:
+    """Inside a task scope the draws depend on the scope and the task's own requests; outside
+    one, ``reseed`` restarts them."""
+    from agentq.models.proposer import LocalProposer
+    from agentq.protocols import HasStats, Proposer
+    from agentq.seeding import scoped_seed, task_scope
+
+    model, tok = tiny
+    valid = ["open[A]", "open[B]", "open[C]", "open[D]"]
+    p = LocalProposer(model, tok, seed=5, distinct=False, spec="tiny")
+    assert isinstance(p, Proposer) and isinstance(p, HasStats) and p.spec == "tiny"
+
+    def texts() -> list[str]:
+        return [c.text for c in p.propose(ctx(1), 6, valid_actions=valid)]
+
+    with task_scope(7, "t1"):
+        first = [texts(), texts()]
+    for _ in range(2):  # the same requests made elsewhere before do not shift the task's draws
+        texts()
+    with task_scope(7, "t1"):
+        assert [texts(), texts()] == first
+    with task_scope(8, "t1"):
+        other = [texts(), texts()]
+    assert other != first
+    p.reseed(11)
+    out_a = [texts(), texts()]
+    texts()
+    p.reseed(11)
+    assert [texts(), texts()] == out_a
+    assert scoped_seed(0, p, "x") is None
+    with task_scope(3, "t"):
+        s1, s2 = scoped_seed(0, p, "x"), scoped_seed(0, p, "x")
+    with task_scope(3, "t"):
+        assert [scoped_seed(0, p, "x"), scoped_seed(0, p, "x")] == [s1, s2] and s1 != s2
+
+
 def test_proposer_stop_strings(tiny: tuple[Any, Any]) -> None:
     from agentq.models.proposer import LocalProposer
 

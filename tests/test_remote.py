@@ -274,6 +274,32 @@ async def test_fallback_when_n_is_refused(st: StandIn) -> None:
     assert all(b["n"] == 1 for _, b in st.log[1:])
 
 
+async def test_seeds_in_a_task_scope_depend_only_on_seed_and_task(st: StandIn) -> None:
+    from agentq.seeding import task_scope
+
+    async def seeds(p: OpenAIProposer, tasks: list[str]) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for t in tasks:
+            with task_scope(11, t):
+                start = len(st.log)
+                await p.apropose(CTX, 2)
+                await p.apropose(CTX, 2)  # the same request again draws anew
+                out[t] = [b["seed"] for _, b in st.log[start:]]
+        return out
+
+    a = await seeds(_proposer(st), ["t1", "t2"])
+    p = _proposer(st)
+    await p.apropose(CTX, 2)  # calls outside the scope (another method) change nothing
+    b = await seeds(p, ["t2", "t1"])
+    assert a == b and a["t1"] != a["t2"] and len(set(a["t1"])) == 2
+    # outside a task scope: seed plus the call count, restarted by reseed
+    p.reseed(5)
+    first = [await p.apropose(CTX, 1), await p.apropose(CTX, 1)]
+    p.reseed(5)
+    assert [await p.apropose(CTX, 1), await p.apropose(CTX, 1)] == first
+    assert _proposer(st, seed=None)._request_seed(CTX, 2) is None  # unseeded stays unseeded
+
+
 async def test_logprobs_refused_then_proposes_without(st: StandIn) -> None:
     st.reject_logprobs = True
     p = _proposer(st)

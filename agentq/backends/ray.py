@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agentq.backends import ExecutionConfig
 from agentq.errors import UserInputError
 from agentq.types import TaskTree
 
@@ -65,16 +66,16 @@ class RemoteWork(Protocol):
 class RayOptions:
     """Where and how wide to run (the ``--address``/``--workers``/... flags)."""
 
-    address: str | None = None
+    address: str | None = ExecutionConfig.address
     """``None``: start a local Ray instance; ``auto``: the cluster this machine belongs to;
     ``ray://host:10001`` (Ray Client) or ``host:6379`` (the head's GCS)."""
-    workers: int = 0
+    workers: int = ExecutionConfig.workers
     """Number of worker actors (0 = as many as the cluster's CPUs (or GPUs) allow)."""
-    worker_cpus: float = 1.0
+    worker_cpus: float = ExecutionConfig.worker_cpus
     """CPUs reserved by each worker."""
-    worker_gpus: float = 0.0
+    worker_gpus: float = ExecutionConfig.worker_gpus
     """GPUs reserved by each worker (a local model on a GPU: 1, or a fraction to share one)."""
-    retries: int = 2
+    retries: int = ExecutionConfig.retries
     """Times an item is run again after its worker process died (then it is recorded failed)."""
     num_cpus: int | None = None
     """CPUs of a local instance started by the driver (``None``: all of this machine's)."""

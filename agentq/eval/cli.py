@@ -10,91 +10,25 @@ from pathlib import Path
 
 import typer
 
-DEFAULT_METHODS = "greedy,sample,best-of-n,random,majority"
-# names a command body sees in locals() that are not its options (closure variables included)
-_NOT_OPTIONS = {"ctx", "config", "apply_config", "cli_command", "parse_env_options"}
+from agentq.cli_common import cli_command, config_command
+from agentq.config import check_number, parse_key_values
+from agentq.eval.config import DEFAULT_METHODS, EvalConfig
 
-
-def _split_list(values: list[str]) -> list[str]:
-    out: list[str] = []
-    for v in values:
-        out.extend(x.strip() for x in v.split(",") if x.strip())
-    return out
+__all__ = ["DEFAULT_METHODS", "register"]
 
 
 def register(app: typer.Typer) -> None:
     """Add ``eval``, ``eval-toolcomp``, ``eval-pairs``, ``view`` and ``demo`` to ``app``."""
-    from agentq.cli import apply_config, cli_command, parse_env_options
 
-    @app.command(name="eval")
-    @cli_command
-    def eval_cmd(
-        ctx: typer.Context,
-        env: str = typer.Option("toy", help="Environment name (agentq.envs registry)."),
-        split: str = typer.Option("test", help="Task split."),
-        policy: str = typer.Option("random", help="MODEL spec of the agent's policy."),
-        qmodel: Path | None = typer.Option(
-            None, help="Q-value model directory (best-of-N scorer qmodel:DIR)."
-        ),
-        scorer: list[str] = typer.Option([], help="Other SCORER specs for best-of-N (repeatable)."),
-        methods: list[str] = typer.Option(
-            [DEFAULT_METHODS], help="Methods, comma-separated: " + DEFAULT_METHODS + "."
-        ),
-        n: list[int] = typer.Option(
-            [5], help="Candidates per step for the N-sample methods (repeatable)."
-        ),
-        tasks: int = typer.Option(0, help="Number of tasks (0 = the whole split)."),
-        max_steps: int = typer.Option(
-            0, help="Step limit per episode (0 = the environment's own)."
-        ),
-        temperature: float = typer.Option(1.0, help="Sampling temperature (greedy uses 0)."),
-        seed: int = typer.Option(
-            0, help="Seed of every random choice (same per task for every method)."
-        ),
-        out: Path = typer.Option(Path("report"), help="Report directory."),
-        resume: bool = typer.Option(
-            False, help="Continue a run in --out, skipping finished (method, task)."
-        ),
-        overwrite: bool = typer.Option(False, help="Replace an existing run in --out."),
-        concurrency: int = typer.Option(1, help="Tasks run at once within a method."),
-        env_option: list[str] = typer.Option(
-            [], "--env-option", help="key=value passed to the env."
-        ),
-        scorer_option: list[str] = typer.Option(
-            [], "--scorer-option", help="key=value passed to scorers."
-        ),
-        policy_option: list[str] = typer.Option(
-            [], "--policy-option", help="key=value passed to the policy."
-        ),
-        cache_bytes: str | None = typer.Option(
-            None,
-            help="Budget of the prefix (KV) cache local models share, e.g. 512MiB or 2GB "
-            "(default 512MiB; on Ray pass --policy-option/--scorer-option cache_bytes=...).",
-        ),
-        view: bool = typer.Option(True, help="Also write trajectories.html."),
-        progress: bool = typer.Option(True, help="Show progress bars."),
-        backend: str = typer.Option("local", help="local (asyncio) or ray (agentq[ray])."),
-        address: str | None = typer.Option(
-            None, help="Ray cluster: auto, ray://HOST:10001 or HOST:6379 (none: a local one)."
-        ),
-        workers: int = typer.Option(0, help="Ray workers (0 = as many as the cluster fits)."),
-        worker_cpus: float = typer.Option(1.0, help="CPUs per Ray worker."),
-        worker_gpus: float = typer.Option(0.0, help="GPUs per Ray worker (a local model on GPU)."),
-        retries: int = typer.Option(2, help="Ray: reruns of an episode whose worker died."),
-        config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
-    ) -> None:
+    @config_command(app, EvalConfig, name="eval")
+    def eval_cmd(config: EvalConfig) -> None:
         """Compare action-selection methods on one environment split (success rate with 95% CIs)."""
-        opts = apply_config(
-            ctx, config, {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
-        )
-        from agentq.cli import backend_options
         from agentq.eval.runner import run_evaluation
 
-        ray = backend_options(opts)  # pops the backend flags off opts
-        rep = run_evaluation(**opts, ray=ray)
+        rep = run_evaluation(config)
         typer.echo(rep["table"])
         typer.echo(
-            f"report -> {opts['out']}/report.md, report.json, success.png, trajectories.jsonl"
+            f"report -> {config.out}/report.md, report.json, success.png, trajectories.jsonl"
         )
 
     @app.command(name="view")
@@ -108,7 +42,6 @@ def register(app: typer.Typer) -> None:
         max_chars: int = typer.Option(4000, help="Clip actions and observations longer than this."),
     ) -> None:
         """Write one self-contained, offline HTML view of search trees or eval trajectories."""
-        from agentq.cli import check_number
         from agentq.data.jsonl import check_not_input, check_parent_dirs
         from agentq.eval.view import write_html
 
@@ -140,7 +73,6 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Pairwise accuracy of a Scorer per file (TARA, pairs.jsonl, ToolComp preferred/dispreferred)."""
-        from agentq.cli import check_number
         from agentq.data.jsonl import check_not_input, check_parent_dirs
         from agentq.eval.toolcomp import eval_pairs_files, pairs_table
 
@@ -152,7 +84,7 @@ def register(app: typer.Typer) -> None:
             files,
             scorer,
             limit=limit,
-            scorer_options=parse_env_options(scorer_option),
+            scorer_options=parse_key_values(scorer_option),
             progress=progress,
             candidate_observation=candidate_observation,
         )
@@ -189,7 +121,6 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """ToolComp-style metrics: final-answer accuracy, rank@1, pairwise accuracy, ProcessBench F1."""
-        from agentq.cli import check_number
         from agentq.data.jsonl import check_not_input, check_parent_dirs
         from agentq.eval.toolcomp import evaluate_file
 
@@ -204,7 +135,7 @@ def register(app: typer.Typer) -> None:
             judge=judge or None,
             threshold=threshold,
             limit=limit,
-            scorer_options=parse_env_options(scorer_option),
+            scorer_options=parse_key_values(scorer_option),
             candidate_observation=candidate_observation,
         )
         typer.echo(json.dumps({k: v for k, v in res.items() if k != "records"}, indent=2))

@@ -83,7 +83,9 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the demo and print its table; returns the report (see the module docstring)."""
+    from agentq.config import parse_key_values
     from agentq.envs.webshop import WebShopEnv
+    from agentq.eval.config import EvalConfig, split_list
     from agentq.eval.runner import run_evaluation
 
     t0 = time.perf_counter()
@@ -124,23 +126,26 @@ def run_demo(
         cmd += ["--qmodel", str(qmodel)]
     if policy != "smollm2":
         cmd += ["--policy", policy]
-    rep = run_evaluation(
+    config = EvalConfig(
         env="webshop",
         split="test",
         policy=policy,
-        qmodel=str(qdir),
-        methods=[DEMO_METHODS],
+        qmodel=qdir,
+        methods=split_list(DEMO_METHODS),
         n=[n_cands],
         tasks=task_ids,
         max_steps=steps,
         temperature=DEMO_TEMPERATURE,
-        env_option=DEMO_ENV_OPTIONS,
-        policy_option=DEMO_POLICY_OPTIONS,
+        env_options=parse_key_values(DEMO_ENV_OPTIONS),
+        policy_options=parse_key_values(DEMO_POLICY_OPTIONS),
         seed=0,
-        out=out,
+        out=Path(out),
         resume=resume,
         overwrite=not resume,
         progress=progress,
+    )
+    rep = run_evaluation(
+        config,
         command=shlex.join(cmd),
         extra_config={"demo": True, "qmodel_dir": str(qdir), "qmodel_provenance": prov},
     )

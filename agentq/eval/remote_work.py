@@ -75,10 +75,10 @@ def episode_work(
     max_steps: int,
 ) -> EpisodeWork:
     """The :class:`EpisodeWork` of an ``agentq eval`` run (all builders picklable)."""
-    import agentq.envs as envs
+    from agentq.environments import make
 
     return EpisodeWork(
-        env_factory=functools.partial(envs.make, env, **env_options),
+        env_factory=functools.partial(make, env, **env_options),
         policies_factory=functools.partial(
             build_policies, policy, seed=seed, temperature=temperature, options=policy_options
         ),

@@ -13,7 +13,7 @@ import platform
 import shlex
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,7 @@ def build_report(
         per_method[m.name] = row
     return {
         "command": command if command is not None else command_line(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "config": config,
         "tasks": list(result.task_ids),

@@ -30,14 +30,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentq.data.jsonl import JsonlAppender, iter_jsonl
 from agentq.errors import UserInputError
+from agentq.eval.config import EvalConfig
+from agentq.protocols import (
+    Env,
+    Proposer,
+    Scorer,
+    as_proposer,
+    as_scorer,
+    env_max_steps,
+    seed_env,
+)
 from agentq.render import advance_context
-from agentq.search.mcts import task_seed
 from agentq.search.selection import Rule, aselect
+from agentq.seeding import reseed_globals, task_scope, task_seed
 from agentq.types import Context, Step, Trajectory
+
+if TYPE_CHECKING:
+    from agentq.backends.ray import RayBackend, RayOptions
 
 METHOD_KINDS = ("greedy", "sample", "best-of-n", "random", "majority")
 TRAJECTORIES_FILE = "trajectories.jsonl"
@@ -130,40 +143,6 @@ class EpisodeCounters:
     tokens: int = 0
 
 
-def reseed(obj: Any, seed: int) -> None:
-    """Reseed a proposer's or scorer's randomness for one task (``seed(int)`` or ``_rng``).
-
-    Local torch models draw from torch's global generator, which is reseeded too, so a method's
-    samples on a task do not depend on the tasks that ran before it.
-    """
-    fn = getattr(obj, "seed", None)
-    if callable(fn):
-        fn(seed)
-        return
-    if isinstance(fn, int) and not isinstance(
-        fn, bool
-    ):  # LocalProposer: seed attribute + call count
-        obj.seed = seed % (2**31)
-        if isinstance(getattr(obj, "_calls", None), int):
-            obj._calls = 0
-        return
-    rng = getattr(obj, "_rng", None)
-    if isinstance(rng, random.Random):
-        rng.seed(seed)
-
-
-def _reseed_globals(seed: int) -> None:
-    random.seed(seed)
-    if "numpy" in sys.modules:
-        import numpy as np
-
-        np.random.seed(seed % (2**32))
-    if "torch" in sys.modules:
-        import torch
-
-        torch.manual_seed(seed)
-
-
 _RULES: dict[str, Rule] = {
     "best-of-n": "score",
     "random": "random",
@@ -175,32 +154,13 @@ _RULES: dict[str, Rule] = {
 
 
 async def arun_episode(
-    env: Any,
+    env: Env,
     task_id: str,
     method: Method,
-    proposer: Any,
-    **kwargs: Any,
-) -> Trajectory:
-    """Run one episode of ``task_id`` with ``method``; the result is a :class:`Trajectory`.
-
-    The episode runs inside the task's own random scope (:func:`agentq.seeding.task_scope`), so
-    a method's draws do not depend on which methods or tasks ran before it. Keyword arguments:
-    see :func:`_arun_episode`.
-    """
-    from agentq.seeding import task_scope
-
-    with task_scope(task_seed(int(kwargs.get("seed", 0)), task_id), str(task_id)):
-        return await _arun_episode(env, task_id, method, proposer, **kwargs)
-
-
-async def _arun_episode(
-    env: Any,
-    task_id: str,
-    method: Method,
-    proposer: Any,
+    proposer: Proposer,
     *,
-    greedy_proposer: Any = None,
-    scorer: Any = None,
+    greedy_proposer: Proposer | None = None,
+    scorer: Scorer | None = None,
     max_steps: int = 15,
     seed: int = 0,
     on_step: Callable[[int], None] | None = None,
@@ -210,17 +170,49 @@ async def _arun_episode(
     ``proposer`` samples (``sample`` and the N-candidate methods); ``greedy_proposer`` is the
     temperature-0 twin used by ``greedy`` (``proposer`` itself when None). A proposer or scorer
     failure ends the episode with ``error`` set (reward so far kept); the run goes on.
+
+    The episode runs inside the task's own random scope (:func:`agentq.seeding.task_scope`
+    with the seed of (``seed``, task id)), and the environment, the proposer and the scorer are
+    reseeded with it (``seed(int)`` / :meth:`~agentq.protocols.Proposer.reseed`), so a
+    method's draws on a task do not depend on which methods or tasks ran before it, or on what
+    a resume skipped.
     """
     s = task_seed(seed, task_id)
-    if callable(getattr(env, "seed", None)):
-        env.seed(s)
+    with task_scope(s, str(task_id)):
+        return await _arun_episode(
+            env,
+            task_id,
+            method,
+            as_proposer(proposer),
+            greedy_proposer=None if greedy_proposer is None else as_proposer(greedy_proposer),
+            scorer=None if scorer is None else as_scorer(scorer),
+            max_steps=max_steps,
+            task_seed_=s,
+            on_step=on_step,
+        )
+
+
+async def _arun_episode(
+    env: Env,
+    task_id: str,
+    method: Method,
+    proposer: Proposer,
+    *,
+    greedy_proposer: Proposer | None,
+    scorer: Scorer | None,
+    max_steps: int,
+    task_seed_: int,
+    on_step: Callable[[int], None] | None,
+) -> Trajectory:
+    s = task_seed_
+    seed_env(env, s)
     prop = (
         greedy_proposer if (method.kind == "greedy" and greedy_proposer is not None) else proposer
     )
-    reseed(prop, s)
+    prop.reseed(s)
     if scorer is not None:
-        reseed(scorer, s)
-    _reseed_globals(s)
+        scorer.reseed(s)
+    reseed_globals(s)
     rng = random.Random(s)
     counters = EpisodeCounters()
     t0 = time.perf_counter()
@@ -307,20 +299,20 @@ def load_trajectories(path: str | Path) -> dict[tuple[str, str], Trajectory]:
 
 
 async def arun_eval(
-    env_factory: Callable[[], Any],
+    env_factory: Callable[[], Env],
     task_ids: Sequence[str],
     methods: Sequence[Method],
-    proposer: Any,
+    proposer: Proposer | None,
     *,
-    greedy_proposer: Any = None,
-    scorers: dict[str, Any] | None = None,
+    greedy_proposer: Proposer | None = None,
+    scorers: dict[str, Scorer | None] | None = None,
     out_dir: str | Path | None = None,
     resume: bool = False,
     max_steps: int = 15,
     seed: int = 0,
     concurrency: int = 1,
     progress: bool = True,
-    backend: Any = None,
+    backend: RayBackend | None = None,
 ) -> EvalResult:
     """Run every method on every task; append each trajectory to ``out_dir/trajectories.jsonl``.
 
@@ -328,12 +320,19 @@ async def arun_eval(
     (method, task) pairs already in the file are kept and skipped. Methods run one after the
     other (one progress bar each); within a method up to ``concurrency`` tasks run at once,
     each on its own environment instance. ``backend`` (an ``agentq.backends.ray.RayBackend``
-    over an ``EpisodeWork``) runs the episodes on its workers instead; this process writes.
+    over an ``EpisodeWork``) runs the episodes on its workers instead (``proposer`` and the
+    scorers are then None: the workers build their own); this process writes.
     """
-    scorers = scorers or {}
+    built: dict[str, Scorer | None] = {
+        k: None if v is None else as_scorer(v) for k, v in (scorers or {}).items()
+    }
     for m in methods:
-        if m.kind == "best-of-n" and m.scorer not in scorers:
+        if m.kind == "best-of-n" and m.scorer not in built:
             raise UserInputError(f"method {m.name!r}: no scorer built for {m.scorer!r}")
+    if backend is None and proposer is None:
+        raise ValueError("arun_eval needs a proposer unless a backend runs the episodes")
+    sampler = None if proposer is None else as_proposer(proposer)
+    greedy = None if greedy_proposer is None else as_proposer(greedy_proposer)
     done: dict[tuple[str, str], Trajectory] = {}
     writer: JsonlAppender | None = None
     if out_dir is not None:
@@ -344,7 +343,7 @@ async def arun_eval(
         writer = JsonlAppender(path, truncate=not resume)
     result = EvalResult(list(methods), list(task_ids))
     t0 = time.perf_counter()
-    envs: list[Any] = []
+    envs: list[Env] = []
     try:
         for m in methods:
             trajs: dict[str, Trajectory] = {}
@@ -361,9 +360,9 @@ async def arun_eval(
                 trajs,
                 env_factory,
                 envs,
-                proposer,
-                greedy_proposer,
-                scorers.get(m.scorer or ""),
+                sampler,
+                greedy,
+                built.get(m.scorer or ""),
                 writer,
                 max_steps=max_steps,
                 seed=seed,
@@ -383,18 +382,18 @@ async def _run_method(
     m: Method,
     todo: Sequence[str],
     trajs: dict[str, Trajectory],
-    env_factory: Callable[[], Any],
-    envs: list[Any],
-    proposer: Any,
-    greedy_proposer: Any,
-    scorer: Any,
+    env_factory: Callable[[], Env],
+    envs: list[Env],
+    proposer: Proposer | None,
+    greedy_proposer: Proposer | None,
+    scorer: Scorer | None,
     writer: JsonlAppender | None,
     *,
     max_steps: int,
     seed: int,
     concurrency: int,
     bar: Any,
-    backend: Any = None,
+    backend: RayBackend | None = None,
 ) -> None:
     sem = asyncio.Semaphore(max(1, concurrency))
     successes = [sum(tr.success for tr in trajs.values())]
@@ -409,6 +408,7 @@ async def _run_method(
             bar.set_postfix_str(f"success {successes[0]}/{len(trajs)}", refresh=True)
 
     async def one(tid: str) -> None:
+        assert proposer is not None
         async with sem:
             env = envs.pop() if envs else await asyncio.to_thread(env_factory)
             try:
@@ -456,119 +456,102 @@ def _bar(desc: str, total: int, initial: int, enabled: bool) -> Any:
     )
 
 
-def max_steps_of(env: Any, default: int = 15) -> int:
+def max_steps_of(env: Env, default: int = 15) -> int:
     """The environment's own step limit (``max_steps``) or ``default``."""
-    v = getattr(env, "max_steps", None)
-    return int(v) if isinstance(v, int) and v > 0 else default
+    return env_max_steps(env, default)
 
 
 def run_evaluation(
+    config: EvalConfig | None = None,
     *,
-    env: str = "toy",
-    split: str = "test",
-    policy: str = "random",
-    qmodel: str | Path | None = None,
-    scorer: Sequence[str] = (),
-    methods: Sequence[str] = ("greedy,sample,best-of-n,random,majority",),
-    n: Sequence[int] = (5,),
-    tasks: int | Sequence[str] = 0,
-    max_steps: int = 0,
-    temperature: float = 1.0,
-    seed: int = 0,
-    out: str | Path = "report",
-    resume: bool = False,
-    overwrite: bool = False,
-    concurrency: int = 1,
-    env_option: Sequence[str] = (),
-    scorer_option: Sequence[str] = (),
-    policy_option: Sequence[str] = (),
-    cache_bytes: str | int | None = None,
-    view: bool = True,
-    progress: bool = True,
+    proposers: tuple[Proposer, Proposer] | None = None,
+    ray: RayOptions | None = None,
     command: str | None = None,
     extra_config: dict[str, Any] | None = None,
-    proposers: tuple[Any, Any] | None = None,
-    ray: Any = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """What ``agentq eval`` does: build everything from specs, run, write the report directory.
 
-    ``tasks`` is a count (first K of the split, 0 = all) or an explicit list of task ids.
-    ``proposers`` (sampling, greedy) skips building the policy from ``policy``. ``ray`` (an
-    ``agentq.backends.ray.RayOptions``) runs the episodes on Ray workers, each building the
-    policy and scorers once. Returns the report dict with the markdown table under ``"table"``.
-    ``cache_bytes`` sets the budget of the prefix cache the local models of this process share
-    (:func:`agentq.models.prefix_cache.shared_prefix_cache`).
+    ``config`` holds every setting (:class:`~agentq.eval.config.EvalConfig`); keywords named
+    like the command's options (``env="toy", n=[3], env_option=["rooms=3"]``, ...) are a
+    shorthand for the config :func:`agentq.config.from_options` builds from them. The others:
+    ``proposers`` (sampling, greedy) skips building the policy from ``config.policy``; ``ray``
+    (an ``agentq.backends.ray.RayOptions``) runs the episodes on Ray workers, each building the
+    policy and scorers once (default: ``config.execution``'s, for ``backend="ray"``);
+    ``command`` is the command line the report records and ``extra_config`` more keys for its
+    config. Returns the report dict with the markdown table under ``"table"``.
+    ``config.cache_bytes`` sets the budget of the prefix cache the local models of this process
+    share (:func:`agentq.models.prefix_cache.shared_prefix_cache`).
     """
-    import agentq.envs as envs
-    from agentq.data.jsonl import check_parent_dirs
-    from agentq.eval.report import markdown_table, write_report
-    from agentq.options import check_number, parse_env_options
-    from agentq.search.mcts import MAX_N
+    if config is None:
+        from agentq.config import from_options
 
-    if cache_bytes is not None:  # bad input before anything loads or is written
+        config = from_options(EvalConfig, options, source="run_evaluation")
+    elif options:
+        raise TypeError(f"pass a config or options, not both ({', '.join(sorted(options))})")
+    return _run_evaluation(
+        config, proposers=proposers, ray=ray, command=command, extra_config=extra_config
+    )
+
+
+def _run_evaluation(
+    cfg: EvalConfig,
+    *,
+    proposers: tuple[Proposer, Proposer] | None,
+    ray: RayOptions | None,
+    command: str | None,
+    extra_config: dict[str, Any] | None,
+) -> dict[str, Any]:
+    from agentq.data.jsonl import check_parent_dirs
+    from agentq.environments import EnvSource
+    from agentq.eval.report import markdown_table, write_report
+
+    if cfg.cache_bytes is not None:
         from agentq.models.prefix_cache import shared_prefix_cache
 
-        shared_prefix_cache(cache_bytes)
+        shared_prefix_cache(cfg.cache_bytes)
 
-    out = Path(out)
+    out = Path(cfg.out)
     traj_path = out / TRAJECTORIES_FILE
     run_path = out / "run.json"
     if out.exists() and not out.is_dir():
         raise UserInputError(f"output {out} is not a directory")
-    if traj_path.exists() and not (resume or overwrite):
+    if traj_path.exists() and not (cfg.resume or cfg.overwrite):
         raise UserInputError(
             f"{traj_path} exists; pass --resume to continue it or --overwrite to replace it"
         )
-    if resume and overwrite:
-        raise UserInputError("pass either --resume or --overwrite, not both")
     check_parent_dirs(out)
-    if isinstance(tasks, int):
-        check_number("tasks", tasks, lo=0)
-    for k in n:
-        check_number("n", k, lo=1, hi=MAX_N)
-    check_number("concurrency", concurrency, lo=1)
-    check_number("max_steps", max_steps, lo=0)
-    check_number("temperature", temperature, lo=0)
-    env_opts = parse_env_options(list(env_option))
-    scorer_specs = list(scorer)
-    if qmodel:
-        scorer_specs.insert(0, f"qmodel:{qmodel}")
-    kinds = [k.strip() for v in methods for k in v.split(",") if k.strip()]
-    if not scorer_specs:
-        kinds = [k for k in kinds if k.replace("_", "-") not in ("best-of-n", "bon", "best-of")]
-    method_list = build_methods(kinds, list(n), scorer_specs)
-    factory = envs.resolve(env)
-    probe = envs.make(env, **env_opts)
-    if isinstance(tasks, int):
-        task_ids = list(probe.tasks(split))
-        if not task_ids:
-            raise UserInputError(f"environment {env!r} has no tasks in split {split!r}")
-        if tasks:
-            task_ids = task_ids[:tasks]
+    if ray is None:
+        ray = cfg.execution.ray_options()
+    env_opts = dict(cfg.env_options)
+    scorer_specs = cfg.scorer_specs
+    method_list = build_methods(cfg.method_kinds, list(cfg.n), scorer_specs)
+    source = EnvSource(cfg.env, env_opts)
+    if isinstance(cfg.tasks, int):
+        task_ids = source.task_ids(cfg.split, cfg.tasks)
     else:
-        task_ids = list(tasks)
-    if task_ids:
-        envs.check_first_task(probe, task_ids[0], env)
-    steps = max_steps or max_steps_of(probe)
+        task_ids = list(cfg.tasks)
+        source.check(task_ids)
+    steps = cfg.max_steps or max_steps_of(source.probe)
     config = {
-        "env": env,
+        "env": cfg.env,
         "env_options": env_opts,
-        "split": split,
-        "policy": policy,
+        "split": cfg.split,
+        "policy": cfg.policy,
         "scorers": scorer_specs,
         "methods": [m.to_dict() for m in method_list],
-        "n": sorted(set(n)),
+        "n": sorted(set(cfg.n)),
         "tasks": len(task_ids),
         "max_steps": steps,
-        "temperature": temperature,
-        "seed": seed,
+        "temperature": cfg.temperature,
+        "seed": cfg.seed,
         **(extra_config or {}),
     }
     key = {
         k: config[k]
         for k in ("env", "env_options", "split", "policy", "max_steps", "temperature", "seed")
     }
-    if resume and run_path.exists():
+    if cfg.resume and run_path.exists():
         old = json.loads(run_path.read_text())
         diff = [k for k in key if old.get(k) != key[k]]
         if diff:
@@ -576,70 +559,67 @@ def run_evaluation(
                 f"cannot resume {out}: it was run with different {', '.join(diff)}"
             )
     remote = None
+    sampler: Proposer | None = None
+    greedy: Proposer | None = None
+    scorer_objs: dict[str, Scorer | None]
     if ray is not None:  # started before anything is written: a bad address writes nothing
         from agentq.eval.remote_work import start_ray_eval
 
         remote = start_ray_eval(
             ray,
-            env=env,
+            env=cfg.env,
             env_options=env_opts,
-            policy=policy,
-            seed=seed,
-            temperature=temperature,
-            policy_options=parse_env_options(list(policy_option)),
+            policy=cfg.policy,
+            seed=cfg.seed,
+            temperature=cfg.temperature,
+            policy_options=dict(cfg.policy_options),
             scorer_specs=scorer_specs,
-            scorer_options=parse_env_options(list(scorer_option)),
+            scorer_options=dict(cfg.scorer_options),
             max_steps=steps,
-            concurrency=concurrency,
+            concurrency=cfg.concurrency,
         )
-        proposers = (None, None)
-    if proposers is None:
-        proposers = build_policies(
-            policy,
-            seed=seed,
-            temperature=temperature,
-            options=parse_env_options(list(policy_option)),
+        scorer_objs = dict.fromkeys(scorer_specs)
+    else:
+        if proposers is None:
+            proposers = build_policies(
+                cfg.policy,
+                seed=cfg.seed,
+                temperature=cfg.temperature,
+                options=dict(cfg.policy_options),
+            )
+        sampler, greedy = proposers
+        scorer_objs = dict(
+            build_scorers(
+                scorer_specs,
+                env=cfg.env,
+                env_options=env_opts,
+                options=dict(cfg.scorer_options),
+            )
         )
-    sampler, greedy = proposers
-    scorer_objs = (
-        build_scorers(
-            scorer_specs,
-            env=env,
-            env_options=env_opts,
-            options=parse_env_options(list(scorer_option)),
-        )
-        if remote is None
-        else dict.fromkeys(scorer_specs)
-    )
     # written only once every model is built: a bad --qmodel or --scorer leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
     run_path.write_text(json.dumps(key, indent=2) + "\n")
-    pool = [probe]
-
-    def make_env() -> Any:
-        return pool.pop() if pool else factory(**env_opts)
-
     try:
         result = run_eval(
-            make_env,
+            source,
             task_ids,
             method_list,
             sampler,
             greedy_proposer=greedy,
             scorers=scorer_objs,
             out_dir=out,
-            resume=resume,
+            resume=cfg.resume,
             max_steps=steps,
-            seed=seed,
-            concurrency=concurrency,
-            progress=progress,
+            seed=cfg.seed,
+            concurrency=cfg.concurrency,
+            progress=cfg.progress,
             backend=remote,
         )
     finally:
         if remote is not None:
             remote.close()
     rep = write_report(out, result, config, command=command)
-    if view:
+    if cfg.view:
         from agentq.eval.view import write_html
 
         write_html(traj_path, out / "trajectories.html")
@@ -649,30 +629,27 @@ def run_evaluation(
 
 def build_policies(
     policy: str, *, seed: int, temperature: float, options: dict[str, Any] | None = None
-) -> tuple[Any, Any]:
+) -> tuple[Proposer, Proposer]:
     """(sampling proposer, greedy proposer) for a MODEL spec.
 
-    The greedy twin is built at temperature 0; policies whose builder takes no temperature
-    (``random``) give the same proposer for both.
+    The greedy twin is built at temperature 0. A policy that samples at no temperature
+    (``random``: see :func:`agentq.specs.takes_temperature`) gives the same proposer for both,
+    and takes no options.
     """
-    from agentq.specs import resolve_policy
+    from agentq.specs import resolve_policy, takes_temperature
 
     options = dict(options or {})
-    if policy.strip() == "random":
+    if not takes_temperature(policy):
         p = resolve_policy(policy, seed=seed)
         return p, p
-    try:
-        sampler = resolve_policy(policy, seed=seed, temperature=temperature, **options)
-        greedy = resolve_policy(policy, seed=seed, temperature=0.0, **options)
-    except TypeError:
-        sampler = resolve_policy(policy, seed=seed, **options)
-        greedy = sampler
+    sampler = resolve_policy(policy, seed=seed, temperature=temperature, **options)
+    greedy = resolve_policy(policy, seed=seed, temperature=0.0, **options)
     return sampler, greedy
 
 
 def build_scorers(
     specs: list[str], *, env: str, env_options: dict[str, Any], options: dict[str, Any]
-) -> dict[str, Any]:
+) -> dict[str, Scorer]:
     """Build each SCORER spec once (``toy-oracle`` gets the toy environment's options)."""
     from agentq.specs import resolve_scorer
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from agentq.protocols import BaseScorer, Proposer
+from agentq.protocols import BaseScorer, Proposer, _run_sync
 from agentq.types import Context
 
 JUDGE_SYSTEM = (
@@ -55,9 +55,11 @@ class LLMJudgeScorer(BaseScorer):
         samples: int = 1,
         max_context_chars: int = 6000,
         system_prompt: str = JUDGE_SYSTEM,
+        spec: str = "",
     ) -> None:
         if scale < 2 or samples < 1:
             raise ValueError("scale must be >= 2 and samples >= 1")
+        self.spec = spec
         self.proposer = proposer
         self.scale = scale
         self.samples = samples
@@ -103,9 +105,11 @@ class LLMJudgeScorer(BaseScorer):
 
     def score(self, context: Context, actions: Sequence[str]) -> list[float]:
         """Sync twin of :meth:`ascore`."""
-        from agentq.protocols import _run_sync
-
         return list(_run_sync(self.ascore(context, actions)))
+
+    def reseed(self, seed: int) -> None:
+        """Reseed the judge model (its draws outside a task scope)."""
+        self.proposer.reseed(seed)
 
 
 def scorer_from_spec(model_spec: str, **options: Any) -> LLMJudgeScorer:
@@ -114,16 +118,14 @@ def scorer_from_spec(model_spec: str, **options: Any) -> LLMJudgeScorer:
     Options: ``scale``, ``samples``, ``max_context_chars`` for the judge; ``seed`` and
     ``temperature`` (0 by default: the judge answers greedily) for the model.
     """
-    from agentq.specs import resolve_policy
+    from agentq.specs import resolve_policy, takes_temperature
 
     judge_keys = ("scale", "samples", "max_context_chars", "system_prompt")
     judge_opts = {k: options.pop(k) for k in judge_keys if k in options}
     seed = int(options.pop("seed", 0))
     temperature = float(options.pop("temperature", 0.0))
-    if model_spec.strip() == "random":  # the one policy without a temperature
-        proposer = resolve_policy(model_spec, seed=seed)
-    else:
+    if takes_temperature(model_spec):
         proposer = resolve_policy(model_spec, seed=seed, temperature=temperature, **options)
-    s = LLMJudgeScorer(proposer, **judge_opts)
-    s.spec = f"judge:{model_spec}"
-    return s
+    else:  # the random policy: no sampling settings
+        proposer = resolve_policy(model_spec, seed=seed)
+    return LLMJudgeScorer(proposer, spec=f"judge:{model_spec}", **judge_opts)

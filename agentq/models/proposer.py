@@ -42,11 +42,12 @@ from agentq.models.prefix_cache import (
     supports_prefix_cache,
 )
 from agentq.models.scorer import model_max_length, prefix_shared_logprobs
-from agentq.protocols import FREE_TEXT, BaseProposer
+from agentq.protocols import FREE_TEXT, BaseProposer, ProposalRequest
 from agentq.render import tokenize_for_scoring, truncate_context
+from agentq.seeding import current_task
 from agentq.types import Candidate, Context
 
-Request = tuple[Context, int, Sequence[str] | None]
+Request = ProposalRequest
 """One proposal request: context, number of candidates, valid actions (or None)."""
 
 
@@ -68,8 +69,12 @@ class LocalProposer(BaseProposer):
     replacement (Gumbel-top-k over the valid actions at ``temperature``), so best-of-N sees N
     different actions; ``distinct=False`` draws them independently (duplicates merge).
     Sampling is seeded from ``seed``, the request and how many times that same request was
-    made before, so results do not depend on how concurrent callers interleave. ``apropose``
-    runs one request in a worker thread; use :meth:`propose_batch` to batch contexts.
+    made before, so results do not depend on how concurrent callers interleave. Inside a task
+    scope (:func:`agentq.seeding.task_scope`: every eval episode and MCTS search) the seed also
+    holds the scope's (seed, task id) and the count is the task's own, so a method's samples on
+    a task never depend on which methods or tasks ran before or on what a resume skipped;
+    outside one the count is this proposer's, restarted by :meth:`reseed`. ``apropose`` runs
+    one request in a worker thread; use :meth:`propose_batch` to batch contexts.
     ``prefix_cache`` / ``cache_bytes``: as for :class:`~agentq.models.scorer.QValueScorer`
     (the shared cache by default); :meth:`stats` reports its use.
     """
@@ -90,6 +95,7 @@ class LocalProposer(BaseProposer):
         distinct: bool = True,
         prefix_cache: Any = True,
         cache_bytes: Any = None,
+        spec: str = "",
     ) -> None:
         if temperature < 0:
             raise UserInputError(f"temperature must be >= 0, not {temperature}")
@@ -104,7 +110,9 @@ class LocalProposer(BaseProposer):
         self.max_new_tokens = int(max_new_tokens)
         self.stop = [s for s in (stop or []) if s]
         self.constrained = constrained
+        self.spec = spec
         self.seed = int(seed)
+        self._base_seed = self.seed  # the draws outside a task scope (see reseed)
         self.free_text_max_tokens = int(free_text_max_tokens)
         self.max_length = max_length or model_max_length(model)
         self.distinct = bool(distinct)
@@ -144,6 +152,13 @@ class LocalProposer(BaseProposer):
                 self._charge(constrained, self._computed() - before)
                 return out
 
+    def reseed(self, seed: int) -> None:
+        """Restart the draws made outside a task scope as if built with ``seed`` (a task scope's
+        draws depend on the scope, not on this)."""
+        with self._lock:
+            self._base_seed = int(seed)
+            self._seen.clear()
+
     def _computed(self) -> int:
         st = self.cache_stats
         return st.tokens_computed + st.candidate_tokens
@@ -180,15 +195,24 @@ class LocalProposer(BaseProposer):
         """A seed from ``seed``, the requests' content and how often each was asked before.
 
         Independent of how concurrent callers interleave, so the same seed gives the same
-        candidates for the same sequence of requests per context.
+        candidates for the same sequence of requests per context. Inside a task scope the
+        seed is (``seed``, the scope's seed and task id) and the counts are the task's own.
         """
-        h = hashlib.sha256(str(self.seed).encode())
+        scope = current_task()
+        if scope is not None:
+            h = hashlib.sha256(f"{self.seed}|{scope.seed}|{scope.task_id}".encode())
+        else:
+            h = hashlib.sha256(str(self._base_seed).encode())
+        owner = f"policy:local:{id(self)}"
         for context, n, valid in requests:
             used = list(valid) if valid and self.constrained else None
             raw = json.dumps([context, n, used], sort_keys=True, default=str)
             key = hashlib.sha256(raw.encode()).hexdigest()[:32]
-            count = self._seen.get(key, 0)
-            self._seen[key] = count + 1
+            if scope is not None:
+                count = scope.occurrence(owner, key)
+            else:
+                count = self._seen.get(key, 0)
+                self._seen[key] = count + 1
             h.update(f"|{key}|{count}".encode())
         return int(h.hexdigest()[:15], 16)
 
@@ -443,6 +467,4 @@ def proposer_from_spec(spec: str, **options: Any) -> LocalProposer:
     if options.get("cache_bytes") is not None:  # bad input before the model loads
         parse_cache_bytes(options["cache_bytes"])
     model, tok = load_causal_lm(spec, device=device, dtype=dtype, cache=True)
-    p = LocalProposer(model, tok, **options)
-    p.spec = spec
-    return p
+    return LocalProposer(model, tok, spec=spec, **options)

@@ -1,7 +1,7 @@
 """``agentq train-rm``: train a tool-augmented reward model (Themis objective) on TARA files.
 
-Registered by :func:`register` (add ``"agentq.models.reward_cli": (("train-rm",), ...)`` to
-``EXTENSIONS`` in :mod:`agentq.cli`). Heavy imports happen inside the command body.
+Registered by :func:`register` (called from :mod:`agentq.cli`). Heavy imports happen inside the
+command body.
 """
 
 from __future__ import annotations

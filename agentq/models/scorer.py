@@ -36,11 +36,11 @@ from agentq.models.prefix_cache import (
     resolve_prefix_cache,
     supports_prefix_cache,
 )
-from agentq.protocols import BaseScorer
+from agentq.protocols import BaseScorer, ScoringItem
 from agentq.render import tokenize_for_scoring
 from agentq.types import Context
 
-Item = tuple[Context, Sequence[str]]
+Item = ScoringItem
 """One scoring request: a context and the candidate actions taken in it."""
 
 
@@ -420,6 +420,7 @@ class QValueScorer(BaseScorer):
         config: dict[str, Any] | None = None,
         prefix_cache: Any = True,
         cache_bytes: Any = None,
+        spec: str = "",
     ) -> None:
         if aggregation not in ("sum", "mean"):
             raise UserInputError(f"unknown aggregation {aggregation!r}; use sum or mean")
@@ -430,6 +431,7 @@ class QValueScorer(BaseScorer):
             raise UserInputError(
                 f"max_length {max_length} is longer than the model can take ({limit} positions)"
             )
+        self.spec = spec
         self.model = model
         self.tokenizer = tokenizer
         self.beta = float(beta)
@@ -501,7 +503,7 @@ class QValueScorer(BaseScorer):
         """Q value of each action taken in ``context`` (an empty list for no actions)."""
         return self.score_batch([(context, actions)])[0]
 
-    def score_batch(self, items: Sequence[tuple[Context, Sequence[str]]]) -> list[list[float]]:
+    def score_batch(self, items: Sequence[Item]) -> list[list[float]]:
         """Q values for several (context, actions) items, batched across contexts."""
         with self._lock:
             return score_items(
@@ -537,4 +539,4 @@ def scorer_from_spec(directory: str, **options: Any) -> QValueScorer:
     Options: ``device``, ``dtype``, ``aggregation``, ``max_length``, ``max_candidates``,
     ``prefix_cache`` (true/false), ``cache_bytes`` (the prefix cache's budget, e.g. ``1GiB``).
     """
-    return QValueScorer.from_pretrained(directory, **options)
+    return QValueScorer.from_pretrained(directory, spec=f"qmodel:{directory}", **options)

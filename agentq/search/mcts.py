@@ -18,10 +18,10 @@ from typing import Any
 
 from agentq.errors import ProposerError
 from agentq.policies import merge_candidates
-from agentq.protocols import has_snapshots
+from agentq.protocols import Env, Proposer, Scorer, has_snapshots, seed_env
 from agentq.render import context_along
 from agentq.seeding import task_scope, task_seed
-from agentq.types import Context, TaskTree, TreeNode
+from agentq.types import Candidate, Context, TaskTree, TreeNode
 
 ROLLOUTS = ("policy", "random", "scorer", "none")
 MAX_N = 1024
@@ -101,14 +101,14 @@ class MCTSStats:
 class _Search:
     def __init__(
         self,
-        env: Any,
+        env: Any,  # an Env; snapshot/restore are used when has_snapshots(env)
         task_id: str,
-        proposer: Any,
+        proposer: Proposer,
         config: MCTSConfig,
-        rollout_scorer: Any,
+        rollout_scorer: Scorer | None,
         stats: MCTSStats,
         on_progress: Callable[[TaskTree], None] | None,
-        rollout_proposer: Any = None,
+        rollout_proposer: Proposer | None = None,
     ) -> None:
         self.env, self.task_id, self.proposer, self.cfg = env, task_id, proposer, config
         self.rollout_scorer = rollout_scorer
@@ -152,8 +152,8 @@ class _Search:
         )
 
     async def _propose(
-        self, context: Context, n: int, valid: list[str] | None, proposer: Any = None
-    ) -> list[Any]:
+        self, context: Context, n: int, valid: list[str] | None, proposer: Proposer | None = None
+    ) -> list[Candidate]:
         t = time.perf_counter()
         try:
             cands = await (proposer or self.proposer).apropose(context, n, valid_actions=valid)
@@ -237,7 +237,7 @@ class _Search:
         if mode == "scorer":
             if self.rollout_scorer is None:
                 raise ValueError("rollout='scorer' needs a rollout scorer")
-            assert self.tree is not None and leaf.parent is not None
+            assert self.tree is not None and leaf.parent is not None and leaf.action is not None
             t = time.perf_counter()
             (v,) = await self.rollout_scorer.ascore(
                 self.context_of(self.tree.nodes[leaf.parent]), [leaf.action]
@@ -319,13 +319,13 @@ def _jsonable(v: Any) -> bool:
 
 
 async def run_mcts(
-    env: Any,
+    env: Env,
     task_id: str,
-    proposer: Any,
+    proposer: Proposer,
     config: MCTSConfig | None = None,
     *,
-    rollout_scorer: Any = None,
-    rollout_proposer: Any = None,
+    rollout_scorer: Scorer | None = None,
+    rollout_proposer: Proposer | None = None,
     stats: MCTSStats | None = None,
     on_progress: Callable[[TaskTree], None] | None = None,
 ) -> TaskTree:
@@ -334,14 +334,14 @@ async def run_mcts(
     ``rollout_proposer`` (a Proposer) plays the ``rollout="policy"`` simulations from new
     leaves; by default the ``proposer`` that expands the tree plays them too.
 
-    If the environment has a ``seed(int)`` method it is reseeded per task, so results do not
-    depend on which tasks an environment instance ran before; the search runs inside
+    If the environment has a ``seed(int)`` method (:class:`~agentq.protocols.SeedableEnv`) it
+    is reseeded per task, so results do not depend on which tasks an environment instance ran
+    before; the search runs inside
     :func:`agentq.seeding.task_scope`, so the ``random`` policy and scorer (and any component
     that asks :func:`~agentq.seeding.task_rng`) draw from generators seeded by (seed, task id).
     """
     config = config or MCTSConfig()
-    if callable(getattr(env, "seed", None)):
-        env.seed(task_seed(config.seed, task_id))
+    seed_env(env, task_seed(config.seed, task_id))
     with task_scope(config.seed, task_id):  # policies and scorers draw from this task's streams
         search = _Search(
             env,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from agentq.integrations.langgraph.env_tools import EnvTools
 from agentq.integrations.langgraph.node import (
@@ -26,7 +26,7 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.managed import RemainingSteps
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict  # pydantic wants it on Python < 3.12
 
 from agentq.protocols import Scorer
 from agentq.search.selection import OnError

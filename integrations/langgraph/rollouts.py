@@ -4,8 +4,6 @@ chose it), and their metrics."""
 
 from __future__ import annotations
 
-import random
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -20,8 +18,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.errors import GraphBubbleUp
 
-from agentq.protocols import Env
+from agentq.protocols import Env, seed_env
 from agentq.render import observation_text, render_tool_call
+from agentq.seeding import reseed_globals, task_seed
 from agentq.types import Step, Trajectory
 
 
@@ -76,15 +75,9 @@ def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
 
 
 def _reseed(env: Env, seed: int, task_id: str) -> None:
-    from agentq.search.mcts import task_seed
-
     s = task_seed(seed, task_id)
-    seed_env = getattr(env, "seed", None)
-    if callable(seed_env):
-        seed_env(s)
-    random.seed(s)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(s)
+    seed_env(env, s)
+    reseed_globals(s)
 
 
 def _build_trajectory(et: EnvTools, task_id: str, messages: Sequence[BaseMessage]) -> Trajectory:
