@@ -17,6 +17,7 @@ from typing import Any
 from agentq.data.jsonl import iter_jsonl
 from agentq.data.pairs import best_leaf
 from agentq.errors import UserInputError
+from agentq.render import observation_text
 from agentq.types import TaskTree, Trajectory
 
 _CSS = """
@@ -122,7 +123,7 @@ def tree_html(tree: TaskTree, max_chars: int = 4000) -> str:
         inner = (
             f"<pre>{_e(_clip(n.action, max_chars))}</pre>"
             + (
-                f"<pre>Observation: {_e(_clip(n.observation, max_chars))}</pre>"
+                f"<pre>{_e(observation_text(_clip(n.observation, max_chars)))}</pre>"
                 if n.observation
                 else ""
             )
@@ -184,7 +185,7 @@ def trajectories_html(
             steps_html += (
                 f'<details class="best"><summary><span class="tag">step {i + 1}</span>{"".join(tags)}'
                 f"{_e(_short(s.action))}</summary><pre>{_e(_clip(s.action, max_chars))}</pre>{cands}"
-                f"<pre>Observation: {_e(_clip(s.observation, max_chars))}</pre></details>"
+                f"<pre>{_e(observation_text(_clip(s.observation, max_chars)))}</pre></details>"
             )
         status = "success" if t.success else f"reward {t.reward:g}"
         err = f' · <span class="tag inv">error</span>{_e(t.error)}' if t.error else ""

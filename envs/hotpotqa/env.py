@@ -35,6 +35,7 @@ from agentq.envs.hotpotqa.metrics import exact_match, f1_parts
 
 from agentq.errors import UserInputError
 from agentq.protocols import FREE_TEXT
+from agentq.render import observation_text
 from agentq.types import Context, StepResult
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -115,7 +116,7 @@ def fewshot_examples(k: int) -> str:
         lines = [f"Question: {env.question(task_id)['question']}"]
         for action, result in run_expert(env, task_id):
             lines.append(action)
-            lines.append(f"Observation: {result.observation}")
+            lines.append(observation_text(result.observation))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
