@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentq.backends import ExecutionConfig
-from agentq.config import nested, option, parse_key_values, validate
+from agentq.config import key_values_option, nested, option, validate
 from agentq.data.trees import TreeWriter
 from agentq.errors import UserInputError
 from agentq.protocols import Env, Proposer, Scorer, as_proposer
@@ -57,14 +57,8 @@ class CollectConfig:
     concurrency: int = option(16, help="Tasks searched at once (over all Ray workers).", lo=1)
     seed: int = option(MCTSConfig.seed, help="Seed of every random choice.")
     execution: ExecutionConfig = nested(ExecutionConfig)
-    env_options: dict[str, Any] = option(
-        {},
-        name="env_option",
-        flags=("--env-option",),
-        cli_type=list[str],
-        cli_default=[],
-        parse=parse_key_values,
-        help="key=value passed to the env.",
+    env_options: dict[str, Any] = key_values_option(
+        "env_option", help="key=value passed to the env."
     )
     resume: bool = option(False, help="Continue an existing output, skipping finished tasks.")
     overwrite: bool = option(False, help="Replace an existing output.")

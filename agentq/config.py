@@ -130,6 +130,20 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def key_values_option(name: str, *, help: str) -> Any:
+    """A ``dict`` field given as repeatable ``--name key=value`` flags (values parsed as JSON
+    when they can be, :func:`parse_key_values`), or as a table in a config file."""
+    return option(
+        {},
+        name=name,
+        flags=("--" + name.replace("_", "-"),),
+        cli_type=list[str],
+        cli_default=[],
+        parse=parse_key_values,
+        help=help,
+    )
+
+
 def nested(factory: Callable[[], Any]) -> Any:
     """A field holding a nested config whose options are flattened into the parent's."""
     return dataclasses.field(default_factory=factory, metadata={_KEY: {"nested": True}})
@@ -243,6 +257,7 @@ __all__ = [
     "Option",
     "check_number",
     "from_options",
+    "key_values_option",
     "load_config_file",
     "nested",
     "option",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agentq.backends import ExecutionConfig
-from agentq.config import check_number, nested, option, parse_key_values, validate
+from agentq.config import check_number, key_values_option, nested, option, validate
 from agentq.errors import UserInputError
 from agentq.search.mcts import MAX_N
 
@@ -76,32 +76,14 @@ class EvalConfig:
     resume: bool = option(False, help="Continue a run in --out, skipping finished (method, task).")
     overwrite: bool = option(False, help="Replace an existing run in --out.")
     concurrency: int = option(1, help="Tasks run at once within a method.", lo=1)
-    env_options: dict[str, Any] = option(
-        {},
-        name="env_option",
-        flags=("--env-option",),
-        cli_type=list[str],
-        cli_default=[],
-        parse=parse_key_values,
-        help="key=value passed to the env.",
+    env_options: dict[str, Any] = key_values_option(
+        "env_option", help="key=value passed to the env."
     )
-    scorer_options: dict[str, Any] = option(
-        {},
-        name="scorer_option",
-        flags=("--scorer-option",),
-        cli_type=list[str],
-        cli_default=[],
-        parse=parse_key_values,
-        help="key=value passed to scorers.",
+    scorer_options: dict[str, Any] = key_values_option(
+        "scorer_option", help="key=value passed to scorers."
     )
-    policy_options: dict[str, Any] = option(
-        {},
-        name="policy_option",
-        flags=("--policy-option",),
-        cli_type=list[str],
-        cli_default=[],
-        parse=parse_key_values,
-        help="key=value passed to the policy.",
+    policy_options: dict[str, Any] = key_values_option(
+        "policy_option", help="key=value passed to the policy."
     )
     cache_bytes: str | None = option(
         None,
