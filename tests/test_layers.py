@@ -86,6 +86,7 @@ def test_environments_are_found_by_name(monkeypatch: pytest.MonkeyPatch) -> None
     """The core builds environments from the ``agentq.envs`` entry points (and run-time
     registrations) without naming one; ``agentq.envs`` re-exports the same registry."""
     import agentq.envs
+
     from agentq import environments, registry
     from agentq.errors import UserInputError
 
