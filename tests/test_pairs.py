@@ -180,9 +180,7 @@ def test_discount_prefers_the_shorter_way_to_the_same_reward():
     q = max_returns(tree, gamma=0.9)
     assert q[2] == pytest.approx(0.9) and q[1] == pytest.approx(0.6)
     assert q[3] == pytest.approx(0.54)  # waiting now costs a step
-    pairs = build_pairs(
-        [tree], "siblings", margin=0.05, val_fraction=0.0, value="max", gamma=0.9
-    )
+    pairs = build_pairs([tree], "siblings", margin=0.05, val_fraction=0.0, value="max", gamma=0.9)
     assert set(summary(pairs)) == {(0, "opt", "buy"), (0, "opt", "wait"), (0, "buy", "wait")}
     with pytest.raises(UserInputError, match="gamma"):
         build_pairs([tree], "siblings", value="max", gamma=0.0)
