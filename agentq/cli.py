@@ -98,6 +98,9 @@ def pairs(
     value: str = typer.Option(
         "mean", help="Q estimate: mean (MCTS mean return) or max (best return found below)."
     ),
+    gamma: float = typer.Option(
+        1.0, help="max: discount per further step (< 1: the shorter way to a reward wins)."
+    ),
     val_fraction: float = typer.Option(0.1, help="Share of tasks in the validation split."),
     seed: int = typer.Option(0, help="Seed of the train/validation split."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
@@ -124,6 +127,7 @@ def pairs(
         val_fraction=opts["val_fraction"],
         seed=opts["seed"],
         value=opts["value"],
+        gamma=opts["gamma"],
     )
     n = write_pairs(opts["out"], ps, overwrite=opts["overwrite"])
     n_val = sum(p["split"] == "validation" for p in ps)

@@ -43,6 +43,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "collect_policy": "keywords",
         "collect_tasks": 0,
         "iterations": 1500,
+        "c": 0.5,
         "n": 13,
         "distinct": True,
         "depth": 6,
@@ -238,6 +239,7 @@ def stage_collect(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         iterations=cfg["iterations"],
         n=cfg["n"],
         max_depth=cfg["depth"],
+        c=cfg.get("c", 1.41),
         rollout=cfg["rollout"],
         seed=seed,
     )

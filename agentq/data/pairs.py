@@ -199,9 +199,7 @@ def build_pairs(
         if scheme == "best-path":
             pairs = best_path_pairs(tree, 0.0 if margin is None else margin, value, gamma)
         else:
-            pairs = sibling_pairs(
-                tree, 0.1 if margin is None else margin, min_visits, value, gamma
-            )
+            pairs = sibling_pairs(tree, 0.1 if margin is None else margin, min_visits, value, gamma)
         split = split_of(tree.task_id, val_fraction, seed)
         for p in pairs:
             p["split"] = split
