@@ -84,7 +84,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo and print its table; returns the report (see the module docstring)."""
     from agentq.config import parse_key_values
-    from agentq.envs.webshop import WebShopEnv
+    from agentq.environments import make
     from agentq.eval.config import EvalConfig, split_list
     from agentq.eval.runner import run_evaluation
 
@@ -97,7 +97,7 @@ def run_demo(
         )
     prov = read_provenance(qdir)
     n_tasks = tasks or DEMO_TASKS
-    task_ids = WebShopEnv().tasks("test")[:n_tasks]
+    task_ids = make("webshop").tasks("test")[:n_tasks]
     check_held_out(prov, task_ids)
     n_cands = n or DEMO_N
     steps = max_steps or DEMO_MAX_STEPS
