@@ -51,7 +51,15 @@ def build(args: argparse.Namespace, tmp: Path) -> tuple[Any, Any]:
     return str(base), save_tiny_qmodel(tmp / "q", base)
 
 
-def load(policy: str, qdir: Path, cache: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+def load(
+    policy: str,
+    qdir: Path,
+    cache: Any,
+    args: argparse.Namespace,
+    stop: list[str] | None = None,
+) -> tuple[Any, Any]:
+    """(policy proposer, Q-value scorer) on ``cache`` (None: caching off); ``stop`` ends free
+    generations (default a blank line)."""
     from agentq.models.loading import load_causal_lm
     from agentq.models.proposer import LocalProposer
     from agentq.models.scorer import QValueScorer
@@ -59,7 +67,12 @@ def load(policy: str, qdir: Path, cache: Any, args: argparse.Namespace) -> tuple
     model, tok = load_causal_lm(policy, device=args.device, cache=True)
     opts: dict[str, Any] = {"prefix_cache": cache if cache is not None else False}
     prop = LocalProposer(
-        model, tok, seed=args.seed, max_new_tokens=args.max_new_tokens, stop=["\n\n"], **opts
+        model,
+        tok,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        stop=["\n\n"] if stop is None else stop,
+        **opts,
     )
     scorer = QValueScorer.from_pretrained(str(qdir), device=args.device, **opts)
     return prop, scorer
@@ -77,13 +90,16 @@ def episode(
     args: argparse.Namespace,
     replay: list[str] | None = None,
     env_options: dict[str, Any] | None = None,
+    env: Any = None,
 ) -> dict[str, Any]:
-    """One best-of-N episode; ``replay`` forces the executed actions (the other run's)."""
-    import agentq.envs as envs
-
+    """One best-of-N episode; ``replay`` forces the executed actions (the other run's).
+    ``env`` (an environment object) replaces ``envs.make(env_name, **env_options)``."""
     from agentq.render import advance_context
 
-    env = envs.make(env_name, **(env_options or {}))
+    if env is None:
+        import agentq.envs as envs
+
+        env = envs.make(env_name, **(env_options or {}))
     task = list(env.tasks("test"))[0]
     ctx = list(env.reset(task))
     chosen: list[str] = []

@@ -211,6 +211,100 @@ def test_write_report_files_and_table(tmp_path):
     assert r["methods"]["greedy"]["episodes"] == 10
 
 
+def test_report_has_prefix_cache_use_per_method_and_run(tmp_path):
+    """A local policy and a Q-model on its base (tiny, offline): report.json holds each
+    method's and the run's hit rate, tokens reused, cache bytes and peak bytes (from the
+    models' stats()), run.json the run's, report.md one line; a run of models without stats
+    has none."""
+    from agentq.eval.config import EvalConfig
+    from agentq.eval.runner import run_evaluation
+    from agentq.models.prefix_cache import shared_prefix_cache
+    from agentq.models.tiny import save_tiny_model, save_tiny_qmodel
+
+    base = save_tiny_model(tmp_path / "base")
+    q = save_tiny_qmodel(tmp_path / "q", base)
+    out = tmp_path / "rep"
+    run_evaluation(
+        EvalConfig(
+            env="toy",
+            policy=str(base),
+            methods=["greedy", "best-of-n"],
+            scorers=[f"qmodel:{q}"],
+            n=[3],
+            tasks=2,
+            max_steps=3,
+            policy_options={"device": "cpu", "max_new_tokens": 4},
+            out=out,
+            view=False,
+            progress=False,
+        )
+    )
+    data = json.loads((out / "report.json").read_text())
+    run = data["cache"]
+    assert run["lookups"] > 0 and 0 < run["hits"] <= run["lookups"]
+    assert run["hit_rate"] == run["hits"] / run["lookups"]
+    assert run["tokens_reused"] > 0 and run["tokens_computed"] > 0
+    assert 0 < run["bytes"] <= run["peak_bytes"] <= run["budget_bytes"]
+    assert run["budget_bytes"] == shared_prefix_cache().max_bytes
+    # one process-wide cache, shared by the policy and the Q-model: counted once
+    assert run["caches"] == 1 and run["models"] == 3  # sampler, greedy twin, Q-model
+    per = {k: r["cache"] for k, r in data["methods"].items()}
+    assert set(per) == {"greedy", "bon-qmodel@3"}
+    for d in per.values():  # growing contexts: each step reuses the last one's prefix
+        assert d["lookups"] > 0 and d["hits"] > 0 and d["tokens_reused"] > 0
+    # the methods ran one after the other: their counters add up to the run's
+    for k in ("lookups", "hits", "tokens_reused", "tokens_computed", "candidate_tokens"):
+        assert sum(d[k] for d in per.values()) == run[k], k
+    assert per["bon-qmodel@3"]["candidate_tokens"] > per["greedy"]["candidate_tokens"] > 0
+    assert json.loads((out / "run.json").read_text())["cache"] == run
+    md = (out / "report.md").read_text()
+    assert "Prefix cache: hit rate" in md and "Per method: greedy" in md
+
+    methods = build_methods(["greedy", "best-of-n"], [2], ["toy-oracle"])
+    res = run_toy(methods, n_tasks=3)  # the random policy and the oracle have no stats()
+    assert res.cache is None and set(res.cache_by_method.values()) == {None}
+    r = rep.write_report(tmp_path / "plain", res, {"env": "toy"}, command="x", plot=False)
+    assert r["cache"] is None and r["methods"]["greedy"]["cache"] is None
+    assert "Prefix cache" not in (tmp_path / "plain" / "report.md").read_text()
+
+
+def test_cache_usage_snapshot_and_difference():
+    from agentq.eval import usage
+
+    class Model:
+        def __init__(self, cache: dict) -> None:
+            self.n, self.cache = 0, cache
+
+        def stats(self) -> dict:
+            return {
+                "lookups": self.n,
+                "hits": self.n - 1,
+                "tokens_reused": 10 * self.n,
+                "tokens_computed": 5,
+                "cache": dict(self.cache),
+            }
+
+    class Broken:
+        def stats(self) -> dict:
+            raise RuntimeError("no")
+
+    shared = {"bytes": 100, "peak_bytes": 150, "budget_bytes": 1000}
+    a, b = Model(shared), Model(shared)
+    a.n = b.n = 1
+    assert usage.snapshot([None, Broken(), object()]) is None
+    before = usage.snapshot([a, b, a, Broken()])
+    assert before is not None and before["models"] == 2 and before["caches"] == 1
+    assert before["bytes"] == 100 and before["lookups"] == 2
+    a.n = 3
+    d = usage.difference(before, usage.snapshot([a, b]))
+    assert (d["lookups"], d["hits"], d["misses"], d["tokens_reused"]) == (2, 2, 0, 20)
+    assert d["hit_rate"] == 1.0 and d["reuse_rate"] == 1.0 and d["peak_bytes"] == 150
+    assert usage.difference(None, None) == {}
+    line = usage.summary_line(d, {"m": d, "other": None})
+    assert "hit rate 100.0%" in line and "Per method: m 100%" in line
+    assert usage.summary_line(None) == ""
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 
 

@@ -100,6 +100,30 @@ def test_trees_equal_the_local_backend_node_for_node(ray_instance, tmp_path):
     assert t.models == {"policy": "AllValid"} and t.config["seed"] == 5
 
 
+def test_random_policy_on_the_stochastic_toy_trees_equal_local(ray_instance, tmp_path):
+    """The ``random`` policy draws from each task's own generator (agentq.seeding): on the
+    stochastic toy corridor, Ray workers at another concurrency grow the local backend's trees,
+    node for node (sampled actions, rollouts and drawn rewards alike)."""
+    common = ["collect", "--env", "toy", "--policy", "random", "--tasks", "8"]
+    common += ["--iterations", "8", "--n", "2", "--rollout", "random", "--seed", "11"]
+    common += ["--no-progress"]
+    local, remote = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    r = runner.invoke(app, [*common, "--concurrency", "1", "--out", str(local)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        [*common, "--backend", "ray", "--workers", "2", "--concurrency", "4"]
+        + ["--out", str(remote)],
+    )
+    assert r.exit_code == 0, r.output
+    want, got = nodes_by_task(local), nodes_by_task(remote)
+    assert len(want) == 8 and task_counts(remote) == Counter(list(want))
+    assert got == want
+    # not vacuous: the policy's draws differ between tasks, and the rewards are drawn
+    assert len({json.dumps([n["action"] for n in t]) for t in want.values()}) > 1
+    assert ToyEnv().variant == "stochastic"
+
+
 def test_killed_worker_reruns_its_task_and_a_task_that_keeps_killing_is_recorded(
     ray_instance, tmp_path
 ):

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from agentq.eval.usage import summary_line
 from agentq.types import Trajectory
 
 METRICS = ("success", "reward", "steps", "model_calls", "tokens", "wall_s")
@@ -131,14 +132,18 @@ def build_report(
     """The report.json content of an :class:`~agentq.eval.runner.EvalResult`.
 
     ``reference`` is the method the paired differences are taken against (the first method,
-    normally ``greedy``, when None).
+    normally ``greedy``, when None). ``cache`` (per method and for the run) is the prefix-cache
+    use the runner read from the models' ``stats()`` (:mod:`agentq.eval.usage`): hit rate,
+    tokens reused and computed, cache bytes and peak bytes; None when no model reports any.
     """
     names = [m.name for m in result.methods]
     reference = reference if reference in names else (names[0] if names else None)
     per_method: dict[str, Any] = {}
+    by_method = getattr(result, "cache_by_method", None) or {}
     for m in result.methods:
         trajs = result.trajectories.get(m.name, [])
         row = {"method": m.to_dict(), **method_metrics(trajs, seed=seed)}
+        row["cache"] = by_method.get(m.name)
         if reference is not None and m.name != reference:
             row["vs_reference"] = {
                 k: paired_difference(trajs, result.trajectories.get(reference, []), k, seed=seed)
@@ -163,6 +168,7 @@ def build_report(
         "methods": per_method,
         "resumed_episodes": result.skipped,
         "wall_s": round(result.wall_s, 2),
+        "cache": getattr(result, "cache", None),
     }
 
 
@@ -200,7 +206,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def markdown_report(report: dict[str, Any]) -> str:
-    """report.md: the command, the setup and the table."""
+    """report.md: the command, the setup, the table and a line of prefix-cache use."""
     cfg = report.get("config", {})
     parts = [
         "# agentq eval report",
@@ -215,6 +221,13 @@ def markdown_report(report: dict[str, Any]) -> str:
         "",
         markdown_table(report),
         "",
+    ]
+    cache = summary_line(
+        report.get("cache"), {k: r.get("cache") for k, r in report["methods"].items()}
+    )
+    if cache:
+        parts += [cache, ""]
+    parts += [
         f"Created {report['created']}, wall {report['wall_s']} s; versions: "
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if k != "platform"),
         "",

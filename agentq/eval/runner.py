@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentq.data.jsonl import JsonlAppender, iter_jsonl
 from agentq.errors import UserInputError
+from agentq.eval import usage
 from agentq.eval.config import EvalConfig
 from agentq.protocols import (
     Env,
@@ -279,6 +280,11 @@ class EvalResult:
     skipped: int = 0
     """(method, task) episodes found in the output and not rerun (resume)."""
     wall_s: float = 0.0
+    cache: dict[str, Any] | None = None
+    """Prefix-cache use of the whole run (:func:`agentq.eval.usage.difference`), or None when
+    no model of this process reports any (``random``, rule-based scorers, Ray workers)."""
+    cache_by_method: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """The same per method (methods run one after the other)."""
 
 
 def load_trajectories(path: str | Path) -> dict[tuple[str, str], Trajectory]:
@@ -321,7 +327,9 @@ async def arun_eval(
     other (one progress bar each); within a method up to ``concurrency`` tasks run at once,
     each on its own environment instance. ``backend`` (an ``agentq.backends.ray.RayBackend``
     over an ``EpisodeWork``) runs the episodes on its workers instead (``proposer`` and the
-    scorers are then None: the workers build their own); this process writes.
+    scorers are then None: the workers build their own); this process writes. The result's
+    ``cache`` / ``cache_by_method`` hold the prefix-cache use of the models' ``stats()``
+    (:mod:`agentq.eval.usage`).
     """
     built: dict[str, Scorer | None] = {
         k: None if v is None else as_scorer(v) for k, v in (scorers or {}).items()
@@ -342,10 +350,13 @@ async def arun_eval(
         # locked before it is emptied: a second run on the same --out fails, it does not clobber
         writer = JsonlAppender(path, truncate=not resume)
     result = EvalResult(list(methods), list(task_ids))
+    models = [proposer, greedy_proposer, *(scorers or {}).values()]
+    start = await asyncio.to_thread(usage.snapshot, models)
     t0 = time.perf_counter()
     envs: list[Env] = []
     try:
         for m in methods:
+            before = await asyncio.to_thread(usage.snapshot, models)
             trajs: dict[str, Trajectory] = {}
             todo = []
             for t in task_ids:
@@ -371,10 +382,14 @@ async def arun_eval(
                 backend=backend,
             )
             result.trajectories[m.name] = [trajs[t] for t in task_ids]
+            after = await asyncio.to_thread(usage.snapshot, models)
+            result.cache_by_method[m.name] = usage.difference(before, after) or None
     finally:
         if writer is not None:
             writer.close()
     result.wall_s = time.perf_counter() - t0
+    end = await asyncio.to_thread(usage.snapshot, models)
+    result.cache = usage.difference(start, end) or None
     return result
 
 
@@ -619,6 +634,8 @@ def _run_evaluation(
         if remote is not None:
             remote.close()
     rep = write_report(out, result, config, command=command)
+    # run.json keeps its resume key first; the run's prefix-cache use is added for the record
+    run_path.write_text(json.dumps({**key, "cache": rep.get("cache")}, indent=2) + "\n")
     if cfg.view:
         from agentq.eval.view import write_html
 
