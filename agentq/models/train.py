@@ -189,18 +189,16 @@ def _progress_callback(progress: bool) -> Any:
     return Progress()
 
 
-def pairwise_accuracy(
+def pair_wins(
     model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, beta: float, max_length: int | None
-) -> float | None:
-    """Share of pairs with Q(chosen) > Q(rejected) under the peft ``model`` (None for no pairs).
+) -> list[bool]:
+    """For each pair, whether Q(chosen) > Q(rejected) under the peft ``model``.
 
     Pairs of one decision (same task and context) are scored together: one prefix pass per
     decision and model, whatever the number of pairs there.
     """
     from agentq.models.scorer import score_items
 
-    if not pairs:
-        return None
     decisions: dict[str, tuple[list[Any], list[str]]] = {}
     where: list[tuple[str, int, int]] = []
     for p in pairs:
@@ -227,7 +225,17 @@ def pairwise_accuracy(
             scores.update(zip(part, got, strict=True))
     finally:
         model.train(was_training)
-    return sum(scores[k][c] > scores[k][r] for k, c, r in where) / len(where)
+    return [scores[k][c] > scores[k][r] for k, c, r in where]
+
+
+def pairwise_accuracy(
+    model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, beta: float, max_length: int | None
+) -> float | None:
+    """Share of pairs with Q(chosen) > Q(rejected) under the peft ``model`` (None for no pairs)."""
+    if not pairs:
+        return None
+    wins = pair_wins(model, tokenizer, pairs, beta=beta, max_length=max_length)
+    return sum(wins) / len(wins)
 
 
 _ASIN_CLICK = re.compile(r"click\[b0[a-z0-9]{8}\]", re.IGNORECASE)
@@ -259,15 +267,17 @@ def decision_type(pair: dict[str, Any]) -> str:
 def pairwise_accuracy_by_type(
     model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, beta: float, max_length: int | None
 ) -> dict[str, dict[str, float]]:
-    """:func:`pairwise_accuracy` per :func:`decision_type` (``{"product": {"pairs", "accuracy"}}``)."""
-    by: dict[str, list[dict[str, Any]]] = {}
-    for p in pairs:
-        by.setdefault(decision_type(p), []).append(p)
-    out = {}
-    for kind, ps in sorted(by.items()):
-        acc = pairwise_accuracy(model, tokenizer, ps, beta=beta, max_length=max_length)
-        out[kind] = {"pairs": len(ps), "accuracy": acc if acc is not None else float("nan")}
-    return out
+    """:func:`pairwise_accuracy` per :func:`decision_type` (``{"product": {"pairs", "accuracy"}}``).
+
+    Every decision is scored once, whatever the number of decision types its pairs fall in.
+    """
+    wins = pair_wins(model, tokenizer, pairs, beta=beta, max_length=max_length) if pairs else []
+    by: dict[str, list[bool]] = {}
+    for p, won in zip(pairs, wins, strict=True):
+        by.setdefault(decision_type(p), []).append(won)
+    return {
+        kind: {"pairs": len(ws), "accuracy": sum(ws) / len(ws)} for kind, ws in sorted(by.items())
+    }
 
 
 def adapted_layers(model_config: Any, top: int) -> list[int] | None:
