@@ -588,6 +588,16 @@ def test_instruction_search_offers_the_instruction_as_the_one_search():
     obs, reward, done, info = env.step(action)
     assert not info["invalid"] and "results" in obs and not done
     assert any(a.startswith("click[b0") for a in env.valid_actions())
+    # searching again gives the same page: back to search is not offered, but still works
+    assert "click[back to search]" not in env.valid_actions()
+    page = env.observation()
+    item = next(a for a in env.valid_actions() if a.startswith("click[b0"))
+    env.step(item)
+    assert "click[back to search]" not in env.valid_actions()
+    assert "click[< prev]" in env.valid_actions()
+    env.step("click[back to search]")
+    assert env.valid_actions() == [action]
+    assert env.step(action).observation == page
 
 
 # -- reward against upstream's own numbers ------------------------------------------------

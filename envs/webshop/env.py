@@ -185,7 +185,10 @@ class WebShopEnv:
         With ``instruction_search=True`` the search page offers one action instead: a search for
         the instruction itself (its price clause removed), the query WebShop's rule baseline
         uses. Small policies then spend their choices on items and options, not on writing
-        a query (SmolLM2-135M copies the page's wording instead of the instruction's).
+        a query (SmolLM2-135M copies the page's wording instead of the instruction's). Since
+        that search always gives the same results, ``click[back to search]`` is then a pure
+        detour back to the same page and is not offered (it still works when typed); agents
+        that took it spent two steps per loop and re-drew the same choices until the step limit.
         """
         if self._done:
             return []
@@ -194,7 +197,10 @@ class WebShopEnv:
                 return [f"search[{instruction_query(self.goal['instruction_text'])}]"]
             return [f"search[{FREE_TEXT}]"]
         product = self.data.by_asin.get(self._state.asin) if self._state.asin else None
-        return [f"click[{c}]" for c in clickables(self._state, product)]
+        found = clickables(self._state, product)
+        if self.instruction_search and len(found) > 1:
+            found = [c for c in found if c != BACK_TO_SEARCH]
+        return [f"click[{c}]" for c in found]
 
     def _invalid(self, message: str) -> StepResult:
         done = self._steps >= self.max_steps
