@@ -25,14 +25,15 @@ $(VENV)/.installed: pyproject.toml setup.py
 demo: setup
 	$(VENV)/bin/agentq demo
 
-# The full WebShop evaluation of docs/eval.md (50 held-out test tasks, 5 methods at N = 5, ~1 h on
-# 2 CPU cores). Resumable: run it again after an interruption and finished episodes are kept.
+# The full WebShop evaluation of docs/eval.md (50 held-out test tasks, 5 methods at N = 5, 10 steps;
+# two Ray workers on the 2 CPU cores). Resumable: run it again after an interruption and finished
+# episodes are kept.
 EVAL_OUT ?= runs/eval-webshop
 eval-webshop: setup
 	$(VENV)/bin/agentq eval --env webshop --split test --tasks 50 --policy smollm2 \
 		--qmodel agentq/eval/assets/qmodel_webshop --methods greedy,sample,random,majority,best-of-n \
-		--n 5 --max-steps 6 --temperature 1.0 --seed 0 --env-option instruction_search=true \
-		--policy-option max_length=512 --out $(EVAL_OUT) --resume
+		--n 5 --max-steps 10 --temperature 1.0 --seed 0 --env-option instruction_search=true \
+		--policy-option max_length=512 --backend ray --workers 2 --out $(EVAL_OUT) --resume
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -26,12 +26,15 @@ from agentq.errors import AgentqError, UserInputError
 ASSET_QMODEL = Path(__file__).resolve().parent / "assets" / "qmodel_webshop"
 """The shipped Q-value model (LoRA adapter + qmodel.json + provenance.json)."""
 
-DEMO_TASKS = 8
+DEMO_TASKS = 16
 """Held-out test tasks (the first ones of the shipped test split)."""
 DEMO_N = 5
 """Candidates sampled per step for best-of-N."""
-DEMO_MAX_STEPS = 6
-"""Step limit per episode."""
+DEMO_MAX_STEPS = 10
+"""Step limit per episode. The shortest successful episode is 5 steps (search, product, two
+options, buy); the slack lets best-of-N pass a step whose N samples lack the action it needs
+(SmolLM2's 5 samples hold the second goal option in about a quarter of the states, and `buy
+now` once both are chosen in about a third)."""
 DEMO_TEMPERATURE = 1.0
 """Sampling temperature of the N candidates: the policy's own distribution. The N candidates are
 drawn without replacement (Gumbel-top-k over the valid actions), so they differ even where
