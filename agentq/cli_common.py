@@ -82,7 +82,8 @@ def config_command(
     """Register ``fn(config)`` as a command whose flags are ``config_cls``'s options.
 
     Each field declared with :func:`agentq.config.option` becomes one flag with the field's
-    default and help (nested configs flattened); ``--config FILE`` fills the options not given
+    default and help (nested configs flattened; a field declared with ``argument=True`` is a
+    positional argument); ``--config FILE`` fills the options not given
     on the command line. The command builds the config (its checks run there: one ``error:``
     line and exit code 2 for a bad value, from the command line or the file alike) and calls
     ``fn`` with it. The command's help is ``fn``'s docstring.
@@ -106,7 +107,11 @@ def config_command(
                 inspect.Parameter(
                     o.name,
                     inspect.Parameter.KEYWORD_ONLY,
-                    default=typer.Option(o.default, *o.flags, help=o.help),
+                    default=(
+                        typer.Argument(o.default, help=o.help)
+                        if o.argument
+                        else typer.Option(o.default, *o.flags, help=o.help)
+                    ),
                     annotation=o.type,
                 )
             )

@@ -100,6 +100,7 @@ def option(
     lo: float | None = None,
     hi: float | None = None,
     cli: bool = True,
+    argument: bool = False,
 ) -> Any:
     """A config field: its default, help text and checks (``dataclasses.field`` underneath).
 
@@ -122,6 +123,7 @@ def option(
             "lo": lo,
             "hi": hi,
             "cli": cli,
+            "argument": argument,
         }
     }
     if isinstance(default, list | dict):
@@ -167,6 +169,8 @@ class Option:
     lo: float | None
     hi: float | None
     cli: bool
+    argument: bool = False
+    """A positional argument on the command line rather than a ``--flag``."""
 
 
 def options(cls: type) -> list[Option]:
@@ -202,6 +206,7 @@ def _options(cls: type, prefix: tuple[str, ...]) -> Iterator[Option]:
             lo=meta["lo"],
             hi=meta["hi"],
             cli=meta["cli"],
+            argument=meta.get("argument", False),
         )
 
 
