@@ -110,7 +110,7 @@ def config_command(
                     default=(
                         typer.Argument(o.default, help=o.help)
                         if o.argument
-                        else typer.Option(o.default, *o.flags, help=o.help)
+                        else typer.Option(o.default, *o.flags, help=o.help, envvar=o.envvar)
                     ),
                     annotation=o.type,
                 )

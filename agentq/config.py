@@ -101,6 +101,7 @@ def option(
     hi: float | None = None,
     cli: bool = True,
     argument: bool = False,
+    envvar: str | None = None,
 ) -> Any:
     """A config field: its default, help text and checks (``dataclasses.field`` underneath).
 
@@ -124,6 +125,7 @@ def option(
             "hi": hi,
             "cli": cli,
             "argument": argument,
+            "envvar": envvar,
         }
     }
     if isinstance(default, list | dict):
@@ -171,6 +173,8 @@ class Option:
     cli: bool
     argument: bool = False
     """A positional argument on the command line rather than a ``--flag``."""
+    envvar: str | None = None
+    """An environment variable the command line reads when the flag is not given."""
 
 
 def options(cls: type) -> list[Option]:
@@ -207,6 +211,7 @@ def _options(cls: type, prefix: tuple[str, ...]) -> Iterator[Option]:
             hi=meta["hi"],
             cli=meta["cli"],
             argument=meta.get("argument", False),
+            envvar=meta.get("envvar"),
         )
 
 
