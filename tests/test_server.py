@@ -331,11 +331,11 @@ def test_serve_flags_are_the_serve_config_fields(tmp_path: Path) -> None:
     """``agentq serve``'s flags, defaults and help come from ServeConfig; a bad value from the
     command line or a --config file is one error line and exit code 2."""
     import typer
+    from agentq.integrations.server_cli import ServeConfig
     from typer.testing import CliRunner
 
     from agentq.cli import app
     from agentq.config import from_options, options
-    from agentq.integrations.server_cli import ServeConfig
 
     params = {p.name: p for p in typer.main.get_command(app).commands["serve"].params}
     opts = [o for o in options(ServeConfig) if o.cli]
