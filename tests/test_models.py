@@ -603,6 +603,29 @@ def test_train_flags_are_the_train_config_fields(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_score_flags_are_the_score_config_fields(tmp_path: Path) -> None:
+    """``agentq score``'s flags come from ScoreConfig; a bad value is one error line, exit 2."""
+    import typer
+
+    from agentq.config import options
+    from agentq.models.cli import ScoreConfig
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["score"].params}
+    opts = [o for o in options(ScoreConfig) if o.cli]
+    assert set(params) == {o.name for o in opts} | {"config"}
+    for o in opts:
+        assert params[o.name].help == o.help, o.name
+    assert params["qmodel"].required and params["as_json"].opts == ["--json"]
+    p = tmp_path / "f.txt"
+    p.write_text("x\n")
+    r = CliRunner().invoke(
+        app,
+        ["score", "--qmodel", str(p), "--context", str(p), "--actions", str(p)]
+        + ["--aggregation", "max"],
+    )
+    assert r.exit_code == 2 and r.stderr.strip().startswith("error: aggregation must be sum")
+
+
 def test_prefix_sharing_does_less_work(scorer: QValueScorer) -> None:
     """Counted model calls, not time: one prefix pass + one candidate pass per model."""
     calls: list[int] = []

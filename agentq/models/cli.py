@@ -6,12 +6,14 @@ Heavy imports (torch, transformers, trl, peft) happen inside the command bodies.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from agentq.cli_common import cli_command, config_command
+from agentq.cli_common import config_command
+from agentq.config import option
 from agentq.errors import UserInputError
 from agentq.models.train import TrainCommandConfig
 
@@ -57,6 +59,31 @@ def read_actions_file(path: Path) -> list[str]:
     return data
 
 
+@dataclass
+class ScoreConfig:
+    """What ``agentq score`` runs: a Q-model's scores of candidate actions in one context.
+
+    Each field's default, help and checks are declared here; the command's flags come from
+    them (:func:`agentq.cli_common.config_command`).
+    """
+
+    qmodel: Path = option(help="Q-model directory (from agentq train).")
+    context: Path = option(help="Context file: JSON messages or plain text.")
+    actions: Path = option(help="Actions file: JSON list or one per line.")
+    aggregation: str | None = option(None, help="sum or mean (default: the model's).")
+    device: str | None = option(None, help="cuda or cpu (default: cuda when present).")
+    as_json: bool = option(False, flags=("--json",), help="Print a JSON list instead of a table.")
+
+    def __post_init__(self) -> None:
+        self.qmodel, self.context, self.actions = (
+            Path(self.qmodel),
+            Path(self.context),
+            Path(self.actions),
+        )
+        if self.aggregation is not None and self.aggregation not in ("sum", "mean"):
+            raise UserInputError(f"aggregation must be sum or mean, not {self.aggregation!r}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``agentq train`` and ``agentq score`` to the CLI."""
 
@@ -76,26 +103,18 @@ def register(app: typer.Typer) -> None:
             f"validation pairwise accuracy {'n/a' if va is None else f'{va:.3f}'} -> {res.out}"
         )
 
-    @app.command()
-    @cli_command
-    def score(
-        qmodel: Path = typer.Option(..., help="Q-model directory (from agentq train)."),
-        context: Path = typer.Option(..., help="Context file: JSON messages or plain text."),
-        actions: Path = typer.Option(..., help="Actions file: JSON list or one per line."),
-        aggregation: str | None = typer.Option(None, help="sum or mean (default: the model's)."),
-        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when present)."),
-        as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
-    ) -> None:
+    @config_command(app, ScoreConfig)
+    def score(config: ScoreConfig) -> None:
         """Score candidate actions in a context with a Q-model (higher is better)."""
-        ctx_msgs = read_context_file(context)
-        acts = read_actions_file(actions)
-        if aggregation is not None and aggregation not in ("sum", "mean"):
-            raise UserInputError(f"aggregation must be sum or mean, not {aggregation!r}")
+        ctx_msgs = read_context_file(config.context)
+        acts = read_actions_file(config.actions)
         from agentq.models.scorer import QValueScorer
 
-        scorer = QValueScorer.from_pretrained(qmodel, device=device, aggregation=aggregation)
+        scorer = QValueScorer.from_pretrained(
+            config.qmodel, device=config.device, aggregation=config.aggregation
+        )
         scores = scorer.score(ctx_msgs, acts)
-        if as_json:
+        if config.as_json:
             typer.echo(
                 json.dumps([{"action": a, "q": s} for a, s in zip(acts, scores, strict=True)])
             )
