@@ -68,6 +68,8 @@ class TrainConfig:
     """Adapt only the top ``lora_layers`` decoder layers (0 = every layer). The layers below stay
     frozen and carry no adapter, so the backward pass stops at the lowest adapted layer: on a
     CPU, top-6 of SmolLM2's 30 layers trains a decision ~2.5x faster than every layer."""
+    aggregation: str = option("sum", help="Scoring over action tokens: sum or mean.")
+    """How the scorer aggregates token log-ratios (DPO itself always trains on the sum)."""
     gradient_checkpointing: bool = option(
         False, help="Recompute activations (less memory, ~30% more compute)."
     )
@@ -75,8 +77,6 @@ class TrainConfig:
     trainer: str = option("grouped", help="grouped (agentq's loss) or trl.", cli=False)
     """``grouped``: agentq's loss, one prompt pass per decision and reference log-probs computed
     once (:mod:`agentq.models.step_dpo`); ``trl``: TRL's ``DPOTrainer`` on whole pairs."""
-    aggregation: str = option("sum", help="Scoring over action tokens: sum or mean.")
-    """How the scorer aggregates token log-ratios (DPO itself always trains on the sum)."""
     warmup_steps: float = option(
         0.0, help="Warmup steps (a fraction of the total when below 1).", cli=False
     )
