@@ -68,11 +68,6 @@ def _file_values(ctx: typer.Context, config: Path | None, names: set[str]) -> di
     return out
 
 
-def apply_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Fill options the user did not pass on the command line from the config file."""
-    return {**values, **_file_values(ctx, config, set(values))}
-
-
 _CONFIG_HELP = "TOML/JSON file with any of these options."
 
 
@@ -135,4 +130,4 @@ def config_command(
     return decorate
 
 
-__all__ = ["apply_config", "cli_command", "config_command", "fail", "load_config"]
+__all__ = ["cli_command", "config_command", "fail", "load_config"]
