@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from agentq.cli_common import apply_config, cli_command, config_command
+from agentq.cli_common import config_command
 from agentq.collect import CollectConfig
+from agentq.data.pairs import PairsConfig
 from agentq.errors import UserInputError
 
 __all__ = ["app", "main"]
@@ -84,55 +84,32 @@ def collect(config: CollectConfig) -> None:
     )
 
 
-@app.command()
-@cli_command
-def pairs(
-    ctx: typer.Context,
-    trees: Path = typer.Argument(..., help="Input trees.jsonl."),
-    out: Path = typer.Option(Path("pairs.jsonl"), help="Output pairs.jsonl."),
-    scheme: str = typer.Option("best-path", help="best-path (the paper) or siblings (Agent Q)."),
-    margin: float | None = typer.Option(
-        None, help="Minimum Q gap (default: 0 best-path, 0.1 siblings)."
-    ),
-    min_visits: int = typer.Option(1, help="siblings: minimum visits of both actions."),
-    value: str = typer.Option(
-        "mean", help="Q estimate: mean (MCTS mean return) or max (best return found below)."
-    ),
-    gamma: float = typer.Option(
-        1.0, help="max: discount per further step (< 1: the shorter way to a reward wins)."
-    ),
-    val_fraction: float = typer.Option(0.1, help="Share of tasks in the validation split."),
-    seed: int = typer.Option(0, help="Seed of the train/validation split."),
-    overwrite: bool = typer.Option(False, help="Replace an existing output."),
-    config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
-) -> None:
+@config_command(app, PairsConfig)
+def pairs(config: PairsConfig) -> None:
     """Turn MCTS trees into step-level preference pairs (TRL conversational format)."""
-    opts = apply_config(
-        ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
-    )
     from agentq.data.jsonl import check_not_input, check_output_path
     from agentq.data.pairs import build_pairs, write_pairs
     from agentq.data.trees import read_trees
 
-    check_output_path(opts["out"], resume=False, overwrite=opts["overwrite"])
-    check_not_input(opts["out"], opts["trees"])
-    tree_list = read_trees(opts["trees"])
+    check_output_path(config.out, resume=False, overwrite=config.overwrite)
+    check_not_input(config.out, config.trees)
+    tree_list = read_trees(config.trees)
     if not tree_list:
-        raise UserInputError(f"{opts['trees']} holds no successful trees")
+        raise UserInputError(f"{config.trees} holds no successful trees")
     ps = build_pairs(
         tree_list,
-        opts["scheme"],
-        margin=opts["margin"],
-        min_visits=opts["min_visits"],
-        val_fraction=opts["val_fraction"],
-        seed=opts["seed"],
-        value=opts["value"],
-        gamma=opts["gamma"],
+        config.scheme,
+        margin=config.margin,
+        min_visits=config.min_visits,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        value=config.value,
+        gamma=config.gamma,
     )
-    n = write_pairs(opts["out"], ps, overwrite=opts["overwrite"])
+    n = write_pairs(config.out, ps, overwrite=config.overwrite)
     n_val = sum(p["split"] == "validation" for p in ps)
     typer.echo(
-        f"trees {len(tree_list)} | pairs {n} (train {n - n_val}, validation {n_val}) -> {opts['out']}"
+        f"trees {len(tree_list)} | pairs {n} (train {n - n_val}, validation {n_val}) -> {config.out}"
     )
 
 

@@ -68,11 +68,6 @@ def _file_values(ctx: typer.Context, config: Path | None, names: set[str]) -> di
     return out
 
 
-def apply_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Fill options the user did not pass on the command line from the config file."""
-    return {**values, **_file_values(ctx, config, set(values))}
-
-
 _CONFIG_HELP = "TOML/JSON file with any of these options."
 
 
@@ -82,7 +77,8 @@ def config_command(
     """Register ``fn(config)`` as a command whose flags are ``config_cls``'s options.
 
     Each field declared with :func:`agentq.config.option` becomes one flag with the field's
-    default and help (nested configs flattened); ``--config FILE`` fills the options not given
+    default and help (nested configs flattened; a field declared with ``argument=True`` is a
+    positional argument); ``--config FILE`` fills the options not given
     on the command line. The command builds the config (its checks run there: one ``error:``
     line and exit code 2 for a bad value, from the command line or the file alike) and calls
     ``fn`` with it. The command's help is ``fn``'s docstring.
@@ -106,7 +102,11 @@ def config_command(
                 inspect.Parameter(
                     o.name,
                     inspect.Parameter.KEYWORD_ONLY,
-                    default=typer.Option(o.default, *o.flags, help=o.help),
+                    default=(
+                        typer.Argument(o.default, help=o.help)
+                        if o.argument
+                        else typer.Option(o.default, *o.flags, help=o.help, envvar=o.envvar)
+                    ),
                     annotation=o.type,
                 )
             )
@@ -130,4 +130,4 @@ def config_command(
     return decorate
 
 
-__all__ = ["apply_config", "cli_command", "config_command", "fail", "load_config"]
+__all__ = ["cli_command", "config_command", "fail", "load_config"]

@@ -100,6 +100,8 @@ def option(
     lo: float | None = None,
     hi: float | None = None,
     cli: bool = True,
+    argument: bool = False,
+    envvar: str | None = None,
 ) -> Any:
     """A config field: its default, help text and checks (``dataclasses.field`` underneath).
 
@@ -122,6 +124,8 @@ def option(
             "lo": lo,
             "hi": hi,
             "cli": cli,
+            "argument": argument,
+            "envvar": envvar,
         }
     }
     if isinstance(default, list | dict):
@@ -167,6 +171,10 @@ class Option:
     lo: float | None
     hi: float | None
     cli: bool
+    argument: bool = False
+    """A positional argument on the command line rather than a ``--flag``."""
+    envvar: str | None = None
+    """An environment variable the command line reads when the flag is not given."""
 
 
 def options(cls: type) -> list[Option]:
@@ -202,6 +210,8 @@ def _options(cls: type, prefix: tuple[str, ...]) -> Iterator[Option]:
             lo=meta["lo"],
             hi=meta["hi"],
             cli=meta["cli"],
+            argument=meta.get("argument", False),
+            envvar=meta.get("envvar"),
         )
 
 

@@ -760,6 +760,51 @@ def test_eval_flags_are_the_config_fields():
     assert set(params) - {o.name for o in options(EvalConfig)} == {"config"}
 
 
+@pytest.mark.parametrize(
+    "command, cls_name",
+    [
+        ("view", "ViewConfig"),
+        ("eval-pairs", "EvalPairsConfig"),
+        ("eval-toolcomp", "EvalToolCompConfig"),
+        ("demo", "DemoConfig"),
+    ],
+)
+def test_eval_cli_command_flags_are_their_config_fields(command, cls_name):
+    import typer
+
+    import agentq.eval.cli as eval_cli
+    from agentq.config import options
+
+    cls = getattr(eval_cli, cls_name)
+    params = {p.name: p for p in typer.main.get_command(app).commands[command].params}
+    opts = [o for o in options(cls) if o.cli]
+    assert set(params) == {o.name for o in opts} | {"config"}
+    for o in opts:
+        assert params[o.name].help == o.help, o.name
+        assert o.argument or params[o.name].default == o.default, o.name
+
+
+def test_eval_cli_command_configs_check_every_source_alike(tmp_path):
+    from agentq.config import from_options
+    from agentq.eval.cli import EvalPairsConfig, EvalToolCompConfig, ViewConfig
+
+    for cls, bad, flag in (
+        (ViewConfig, {"path": "t.jsonl", "max_chars": 0}, "--max-chars"),
+        (EvalPairsConfig, {"files": "p.jsonl", "limit": -1}, "--limit"),
+        (EvalToolCompConfig, {"path": "p.jsonl", "threshold": float("nan")}, "--threshold"),
+    ):
+        with pytest.raises(UserInputError, match=flag):
+            from_options(cls, bad)
+    c = from_options(EvalPairsConfig, {"files": ["a", "b"], "scorer_option": ["k=2"]})
+    assert c.files == [Path("a"), Path("b")] and c.scorer_options == {"k": 2}
+    trees = tmp_path / "t.jsonl"
+    trees.write_text("")
+    cfg = tmp_path / "v.toml"
+    cfg.write_text("limit = -1\n")
+    r = CliRunner().invoke(app, ["view", str(trees), "--config", str(cfg)])
+    assert r.exit_code == 2 and r.stderr.strip() == "error: --limit must be >= 0, not -1"
+
+
 def test_eval_config_checks_every_source_alike(tmp_path):
     from agentq.config import from_options
     from agentq.eval.config import EvalConfig

@@ -563,6 +563,69 @@ def test_cli_train_and_score(tmp_path: Path, dirs: dict[str, Path]) -> None:
     assert r.exit_code == 2 and "not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_train_flags_are_the_train_config_fields(tmp_path: Path) -> None:
+    """``agentq train``'s flags, defaults and help come from TrainConfig (one declaration)."""
+    import typer
+
+    from agentq.config import options
+    from agentq.models.train import TrainCommandConfig, TrainConfig
+
+    cmd = typer.main.get_command(app).commands["train"]
+    params = {p.name: p for p in cmd.params}
+    opts = [o for o in options(TrainCommandConfig) if o.cli]
+    assert set(params) == {o.name for o in opts} | {"config"}
+    for o in opts:
+        assert params[o.name].help == o.help, o.name
+    d = TrainConfig()
+    assert params["lr"].default == d.learning_rate == 5e-5
+    assert params["beta"].default == d.beta and params["lora_r"].default == d.lora_r
+    assert params["max_length"].default == d.max_length == 1024
+    assert params["pairs"].required and params["base"].default == "smollm2"
+    runner = CliRunner()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("")
+    for args, what in (
+        (["--beta", "0"], "beta"),
+        (["--lora-r", "0"], "lora_r"),
+        (["--aggregation", "max"], "aggregation"),
+    ):
+        r = runner.invoke(app, ["train", str(pairs), "--out", str(tmp_path / "o"), *args])
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.output
+        assert what in lines[0]
+    cfg = tmp_path / "t.toml"
+    cfg.write_text("lr = -1.0\n")
+    r = runner.invoke(app, ["train", str(pairs), "--config", str(cfg)])
+    assert r.exit_code == 2 and r.stderr.strip().startswith("error: learning rate")
+    cfg.write_text("learning_rate = 0.1\n")  # the flag's name, not the field's
+    r = runner.invoke(app, ["train", str(pairs), "--config", str(cfg)])
+    assert r.exit_code == 2 and "learning_rate" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_score_flags_are_the_score_config_fields(tmp_path: Path) -> None:
+    """``agentq score``'s flags come from ScoreConfig; a bad value is one error line, exit 2."""
+    import typer
+
+    from agentq.config import options
+    from agentq.models.cli import ScoreConfig
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["score"].params}
+    opts = [o for o in options(ScoreConfig) if o.cli]
+    assert set(params) == {o.name for o in opts} | {"config"}
+    for o in opts:
+        assert params[o.name].help == o.help, o.name
+    assert params["qmodel"].required and params["as_json"].opts == ["--json"]
+    p = tmp_path / "f.txt"
+    p.write_text("x\n")
+    r = CliRunner().invoke(
+        app,
+        ["score", "--qmodel", str(p), "--context", str(p), "--actions", str(p)]
+        + ["--aggregation", "max"],
+    )
+    assert r.exit_code == 2 and r.stderr.strip().startswith("error: aggregation must be sum")
+
+
 def test_prefix_sharing_does_less_work(scorer: QValueScorer) -> None:
     """Counted model calls, not time: one prefix pass + one candidate pass per model."""
     calls: list[int] = []

@@ -184,3 +184,39 @@ def test_discount_prefers_the_shorter_way_to_the_same_reward():
     assert set(summary(pairs)) == {(0, "opt", "buy"), (0, "opt", "wait"), (0, "buy", "wait")}
     with pytest.raises(UserInputError, match="gamma"):
         build_pairs([tree], "siblings", value="max", gamma=0.0)
+
+
+def test_pairs_flags_are_the_pairs_config_fields(tmp_path):
+    """``agentq pairs``' flags, defaults and help come from PairsConfig; a bad value from the
+    command line or a --config file is one error line and exit code 2."""
+    import typer
+    from typer.testing import CliRunner
+
+    from agentq.cli import app
+    from agentq.config import from_options, options
+    from agentq.data.pairs import PairsConfig
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["pairs"].params}
+    opts = [o for o in options(PairsConfig) if o.cli]
+    assert set(params) == {o.name for o in opts} | {"config"}
+    for o in opts:
+        assert params[o.name].help == o.help, o.name
+        assert o.argument or params[o.name].default == o.default, o.name
+    assert params["trees"].required and params["scheme"].default == "best-path"
+    for bad, flag in (
+        ({"val_fraction": 2.0}, "--val-fraction"),
+        ({"gamma": 0.0}, "--gamma"),
+        ({"scheme": "nope"}, "scheme"),
+        ({"trees": "t.jsonl", "margin": -1.0}, "--margin"),
+    ):
+        with pytest.raises(UserInputError, match=flag):
+            from_options(PairsConfig, {"trees": "t.jsonl", **bad})
+    trees = tmp_path / "trees.jsonl"
+    trees.write_text("")
+    cfg = tmp_path / "p.toml"
+    cfg.write_text("min_visits = -1\n")
+    r = CliRunner().invoke(app, ["pairs", str(trees), "--config", str(cfg)])
+    assert r.exit_code == 2 and r.stderr.strip() == "error: --min-visits must be >= 0, not -1"
+    cfg.write_text('scheme = "siblings"\n')
+    r = CliRunner().invoke(app, ["pairs", str(trees), "--config", str(cfg), "--out", "x"])
+    assert r.exit_code == 2 and "no successful trees" in r.stderr

@@ -359,6 +359,41 @@ def test_train_rm_cli_bad_input(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not found" in res.output
 
 
+def test_train_rm_flags_are_the_config_fields(tmp_path: Path) -> None:
+    """``agentq train-rm``'s flags come from TrainRMConfig; a bad value (command line or
+    --config file) is one error line and exit code 2."""
+    import typer
+    from typer.testing import CliRunner
+
+    from agentq.cli import app
+    from agentq.config import from_options, options
+    from agentq.models.reward_cli import TrainRMConfig
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["train-rm"].params}
+    opts = [o for o in options(TrainRMConfig) if o.cli]
+    assert set(params) == {o.name for o in opts} | {"config"}
+    for o in opts:
+        assert params[o.name].help == o.help, o.name
+        assert o.argument or o.default is ... or params[o.name].default == o.default, o.name
+    assert params["data"].required and params["out"].required
+    for bad, what in (
+        ({"holdout": 1.0}, "--holdout"),
+        ({"tools": "some"}, "--tools"),
+        ({"pooling": "max"}, "pooling"),
+        ({"lr": 0.0}, "lr"),
+    ):
+        with pytest.raises(UserInputError, match=what):
+            from_options(TrainRMConfig, {"data": "d.jsonl", "out": "o", **bad})
+    c = from_options(TrainRMConfig, {"data": ["a", "b"], "out": "o", "lora_r": 4})
+    assert c.data == [Path("a"), Path("b")] and c.rm_train_config().lora_alpha == 8
+    cfg = tmp_path / "r.toml"
+    cfg.write_text("holdout = 1.5\n")
+    r = CliRunner().invoke(
+        app, ["train-rm", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(cfg)]
+    )
+    assert r.exit_code == 2 and r.stderr.strip() == "error: --holdout must be in [0, 1)"
+
+
 # -- where things live: one executor, tool sets and scorers found by name -------------------------
 def test_one_executor_for_env_and_reward_model() -> None:
     from agentq.envs.tooluse.executor import run_tool_call

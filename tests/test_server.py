@@ -327,6 +327,38 @@ def test_server_config_is_checked() -> None:
         create_app(GateScorer(), max_bacth=3)
 
 
+def test_serve_flags_are_the_serve_config_fields(tmp_path: Path) -> None:
+    """``agentq serve``'s flags, defaults and help come from ServeConfig; a bad value from the
+    command line or a --config file is one error line and exit code 2."""
+    import typer
+    from agentq.integrations.server_cli import ServeConfig
+    from typer.testing import CliRunner
+
+    from agentq.cli import app
+    from agentq.config import from_options, options
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["serve"].params}
+    opts = [o for o in options(ServeConfig) if o.cli]
+    assert set(params) == {o.name for o in opts} | {"config"}
+    for o in opts:
+        assert params[o.name].help == o.help and params[o.name].default == o.default, o.name
+    assert params["token"].envvar == "AGENTQ_SERVE_TOKEN" and params["port"].default == 8000
+    for bad, what in (
+        ({"port": 70000}, "--port"),
+        ({"max_context_tokens": -1}, "--max-context-tokens"),
+        ({"max_queue": 0}, "max_queue"),
+        ({"cache_bytes": "lots"}, "--cache-bytes"),
+    ):
+        with pytest.raises(UserInputError, match=what):
+            from_options(ServeConfig, bad)
+    assert ServeConfig(no_batching=True).server_config().max_batch == 1
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("idle_timeout = -1.0\n")
+    r = CliRunner().invoke(app, ["serve", "--scorer", "random", "--config", str(cfg)])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "idle_timeout" in lines[0], r.output
+
+
 # ----------------------------------------------------------------------------------------
 # `agentq serve` as a subprocess with a tiny Q-model
 # ----------------------------------------------------------------------------------------

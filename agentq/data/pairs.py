@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentq.config import option
 from agentq.data.jsonl import JsonlAppender, check_output_path, iter_jsonl
 from agentq.errors import UserInputError
 from agentq.render import assistant_message, context_along
@@ -154,6 +156,66 @@ def sibling_pairs(
     return out
 
 
+def check_pair_settings(
+    scheme: str,
+    *,
+    margin: float | None,
+    min_visits: int,
+    val_fraction: float,
+    value: str,
+    gamma: float,
+) -> None:
+    """``UserInputError`` for a pair setting that cannot work (:func:`build_pairs`' checks)."""
+    if not 0.0 < gamma <= 1.0:
+        raise UserInputError(f"--gamma must be in (0, 1], not {gamma}")
+    if scheme not in SCHEMES:
+        raise UserInputError(f"unknown pair scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    if value not in VALUES:
+        raise UserInputError(f"unknown value {value!r}; use one of {', '.join(VALUES)}")
+    if not (0.0 <= val_fraction <= 1.0):  # also refuses nan
+        raise UserInputError(f"--val-fraction must be between 0 and 1, not {val_fraction}")
+    if margin is not None and not (margin >= 0.0 and math.isfinite(margin)):
+        raise UserInputError(f"--margin must be a finite number >= 0, not {margin}")
+    if min_visits < 0:
+        raise UserInputError(f"--min-visits must be >= 0, not {min_visits}")
+
+
+@dataclass
+class PairsConfig:
+    """What ``agentq pairs`` runs: :func:`build_pairs` over a trees.jsonl, written to ``out``.
+
+    Each field's default, help and checks are declared here; the command's flags come from
+    them (:func:`agentq.cli_common.config_command`).
+    """
+
+    trees: Path = option(help="Input trees.jsonl.", argument=True)
+    out: Path = option(Path("pairs.jsonl"), help="Output pairs.jsonl.")
+    scheme: str = option("best-path", help="best-path (the paper) or siblings (Agent Q).")
+    margin: float | None = option(None, help="Minimum Q gap (default: 0 best-path, 0.1 siblings).")
+    min_visits: int = option(1, help="siblings: minimum visits of both actions.")
+    value: str = option(
+        "mean", help="Q estimate: mean (MCTS mean return) or max (best return found below)."
+    )
+    gamma: float = option(
+        1.0, help="max: discount per further step (< 1: the shorter way to a reward wins)."
+    )
+    val_fraction: float = option(0.1, help="Share of tasks in the validation split.")
+    seed: int = option(0, help="Seed of the train/validation split.")
+    overwrite: bool = option(False, help="Replace an existing output.")
+
+    def __post_init__(self) -> None:
+        self.trees = Path(self.trees)
+        self.out = Path(self.out)
+        check_pair_settings(
+            self.scheme,
+            margin=self.margin,
+            min_visits=self.min_visits,
+            val_fraction=self.val_fraction,
+            value=self.value,
+            gamma=self.gamma,
+        )
+
+
 def build_pairs(
     trees: Iterable[TaskTree],
     scheme: str = "best-path",
@@ -171,18 +233,14 @@ def build_pairs(
     ``max`` (the best return found below an action, :func:`max_returns`), discounted by
     ``gamma`` per step (``max`` only).
     """
-    if not 0.0 < gamma <= 1.0:
-        raise UserInputError(f"--gamma must be in (0, 1], not {gamma}")
-    if scheme not in SCHEMES:
-        raise UserInputError(f"unknown pair scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
-    if value not in VALUES:
-        raise UserInputError(f"unknown value {value!r}; use one of {', '.join(VALUES)}")
-    if not (0.0 <= val_fraction <= 1.0):  # also refuses nan
-        raise UserInputError(f"--val-fraction must be between 0 and 1, not {val_fraction}")
-    if margin is not None and not (margin >= 0.0 and math.isfinite(margin)):
-        raise UserInputError(f"--margin must be a finite number >= 0, not {margin}")
-    if min_visits < 0:
-        raise UserInputError(f"--min-visits must be >= 0, not {min_visits}")
+    check_pair_settings(
+        scheme,
+        margin=margin,
+        min_visits=min_visits,
+        val_fraction=val_fraction,
+        value=value,
+        gamma=gamma,
+    )
     trees = list(trees)
     seen: set[str] = set()
     for tree in trees:

@@ -6,13 +6,16 @@ Heavy imports (torch, transformers, trl, peft) happen inside the command bodies.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from agentq.cli_common import apply_config, cli_command
+from agentq.cli_common import config_command
+from agentq.config import option
 from agentq.errors import UserInputError
+from agentq.models.train import TrainCommandConfig
 
 
 def read_context_file(path: Path) -> Any:
@@ -56,67 +59,41 @@ def read_actions_file(path: Path) -> list[str]:
     return data
 
 
+@dataclass
+class ScoreConfig:
+    """What ``agentq score`` runs: a Q-model's scores of candidate actions in one context.
+
+    Each field's default, help and checks are declared here; the command's flags come from
+    them (:func:`agentq.cli_common.config_command`).
+    """
+
+    qmodel: Path = option(help="Q-model directory (from agentq train).")
+    context: Path = option(help="Context file: JSON messages or plain text.")
+    actions: Path = option(help="Actions file: JSON list or one per line.")
+    aggregation: str | None = option(None, help="sum or mean (default: the model's).")
+    device: str | None = option(None, help="cuda or cpu (default: cuda when present).")
+    as_json: bool = option(False, flags=("--json",), help="Print a JSON list instead of a table.")
+
+    def __post_init__(self) -> None:
+        self.qmodel, self.context, self.actions = (
+            Path(self.qmodel),
+            Path(self.context),
+            Path(self.actions),
+        )
+        if self.aggregation is not None and self.aggregation not in ("sum", "mean"):
+            raise UserInputError(f"aggregation must be sum or mean, not {self.aggregation!r}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``agentq train`` and ``agentq score`` to the CLI."""
 
-    @app.command()
-    @cli_command
-    def train(
-        ctx: typer.Context,
-        pairs: Path = typer.Argument(..., help="Input pairs.jsonl (from agentq pairs)."),
-        base: str = typer.Option("smollm2", help="MODEL spec of the base model."),
-        out: Path = typer.Option(Path("qmodel"), help="Output Q-model directory."),
-        beta: float = typer.Option(0.1, help="DPO beta (also the Q-value scale)."),
-        lr: float = typer.Option(5e-5, help="Learning rate."),
-        epochs: float = typer.Option(3.0, help="Epochs over the training pairs."),
-        batch_size: int = typer.Option(4, help="Pairs per device batch."),
-        grad_accum: int = typer.Option(1, help="Gradient accumulation steps."),
-        max_length: int = typer.Option(1024, help="Max tokens; contexts are cut from the left."),
-        lora_r: int = typer.Option(16, help="LoRA rank."),
-        lora_alpha: int = typer.Option(32, help="LoRA alpha."),
-        lora_dropout: float = typer.Option(0.05, help="LoRA dropout."),
-        lora_layers: int = typer.Option(
-            0, help="Adapt only the top N decoder layers (0 = all; fewer trains faster)."
-        ),
-        aggregation: str = typer.Option("sum", help="Scoring over action tokens: sum or mean."),
-        gradient_checkpointing: bool = typer.Option(
-            False, help="Recompute activations (less memory, ~30% more compute)."
-        ),
-        seed: int = typer.Option(0, help="Seed."),
-        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when present)."),
-        overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
-        progress: bool = typer.Option(True, help="Show a progress bar."),
-        config: Path | None = typer.Option(None, help="TOML/JSON file with any of these options."),
-    ) -> None:
+    @config_command(app, TrainCommandConfig)
+    def train(cfg: TrainCommandConfig) -> None:
         """Train a step-level Q-value model with DPO (LoRA; the reference is the adapter-free base)."""
-        opts = apply_config(
-            ctx, config, {k: v for k, v in locals().items() if k not in ("ctx", "config")}
-        )
-        from agentq.models.train import TrainConfig, train_qmodel
+        from agentq.models.train import train_qmodel
 
-        cfg = TrainConfig(
-            beta=opts["beta"],
-            learning_rate=opts["lr"],
-            epochs=opts["epochs"],
-            batch_size=opts["batch_size"],
-            grad_accum=opts["grad_accum"],
-            max_length=opts["max_length"],
-            lora_r=opts["lora_r"],
-            lora_alpha=opts["lora_alpha"],
-            lora_dropout=opts["lora_dropout"],
-            lora_layers=opts["lora_layers"],
-            aggregation=opts["aggregation"],
-            gradient_checkpointing=opts["gradient_checkpointing"],
-            seed=opts["seed"],
-            device=opts["device"],
-        )
         res = train_qmodel(
-            opts["pairs"],
-            opts["base"],
-            opts["out"],
-            cfg,
-            overwrite=opts["overwrite"],
-            progress=opts["progress"],
+            cfg.pairs, cfg.base, cfg.out, cfg.train, overwrite=cfg.overwrite, progress=cfg.progress
         )
         m = res.metrics
         va = m.get("validation_pairwise_accuracy")
@@ -126,26 +103,18 @@ def register(app: typer.Typer) -> None:
             f"validation pairwise accuracy {'n/a' if va is None else f'{va:.3f}'} -> {res.out}"
         )
 
-    @app.command()
-    @cli_command
-    def score(
-        qmodel: Path = typer.Option(..., help="Q-model directory (from agentq train)."),
-        context: Path = typer.Option(..., help="Context file: JSON messages or plain text."),
-        actions: Path = typer.Option(..., help="Actions file: JSON list or one per line."),
-        aggregation: str | None = typer.Option(None, help="sum or mean (default: the model's)."),
-        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when present)."),
-        as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
-    ) -> None:
+    @config_command(app, ScoreConfig)
+    def score(config: ScoreConfig) -> None:
         """Score candidate actions in a context with a Q-model (higher is better)."""
-        ctx_msgs = read_context_file(context)
-        acts = read_actions_file(actions)
-        if aggregation is not None and aggregation not in ("sum", "mean"):
-            raise UserInputError(f"aggregation must be sum or mean, not {aggregation!r}")
+        ctx_msgs = read_context_file(config.context)
+        acts = read_actions_file(config.actions)
         from agentq.models.scorer import QValueScorer
 
-        scorer = QValueScorer.from_pretrained(qmodel, device=device, aggregation=aggregation)
+        scorer = QValueScorer.from_pretrained(
+            config.qmodel, device=config.device, aggregation=config.aggregation
+        )
         scores = scorer.score(ctx_msgs, acts)
-        if as_json:
+        if config.as_json:
             typer.echo(
                 json.dumps([{"action": a, "q": s} for a, s in zip(acts, scores, strict=True)])
             )

@@ -22,10 +22,11 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from agentq.config import nested, option
 from agentq.errors import UserInputError
 from agentq.render import tokenize_for_scoring
 
@@ -42,41 +43,58 @@ DEFAULT_TARGET_MODULES = (
 
 @dataclass
 class TrainConfig:
-    """Settings of step-level DPO training (the ``agentq train`` options)."""
+    """Settings of step-level DPO training (the ``agentq train`` options).
 
-    beta: float = 0.1
-    learning_rate: float = 5e-5
-    epochs: float = 3.0
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 1024
+    Each field's default, help and checks are declared once here; the ``agentq train`` flags
+    come from them (:class:`TrainCommandConfig`). Construction runs :meth:`check`.
+    """
+
+    beta: float = option(0.1, help="DPO beta (also the Q-value scale).")
+    learning_rate: float = option(5e-5, name="lr", help="Learning rate.")
+    epochs: float = option(3.0, help="Epochs over the training pairs.")
+    batch_size: int = option(4, help="Pairs per device batch.")
+    grad_accum: int = option(1, help="Gradient accumulation steps.")
+    max_length: int = option(1024, help="Max tokens; contexts are cut from the left.")
     """Longest prompt + action in tokens; longer prompts are truncated from the left."""
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
-    lora_layers: int = 0
+    lora_r: int = option(16, help="LoRA rank.")
+    lora_alpha: int = option(32, help="LoRA alpha.")
+    lora_dropout: float = option(0.05, help="LoRA dropout.")
+    target_modules: tuple[str, ...] = option(
+        DEFAULT_TARGET_MODULES, help="Modules that get a LoRA adapter.", cli=False
+    )
+    lora_layers: int = option(
+        0, help="Adapt only the top N decoder layers (0 = all; fewer trains faster)."
+    )
     """Adapt only the top ``lora_layers`` decoder layers (0 = every layer). The layers below stay
     frozen and carry no adapter, so the backward pass stops at the lowest adapted layer: on a
     CPU, top-6 of SmolLM2's 30 layers trains a decision ~2.5x faster than every layer."""
-    gradient_checkpointing: bool = False
+    aggregation: str = option("sum", help="Scoring over action tokens: sum or mean.")
+    """How the scorer aggregates token log-ratios (DPO itself always trains on the sum)."""
+    gradient_checkpointing: bool = option(
+        False, help="Recompute activations (less memory, ~30% more compute)."
+    )
     """Recompute activations in the backward pass (saves memory, costs ~30% more compute)."""
-    trainer: str = "grouped"
+    trainer: str = option("grouped", help="grouped (agentq's loss) or trl.", cli=False)
     """``grouped``: agentq's loss, one prompt pass per decision and reference log-probs computed
     once (:mod:`agentq.models.step_dpo`); ``trl``: TRL's ``DPOTrainer`` on whole pairs."""
-    aggregation: str = "sum"
-    """How the scorer aggregates token log-ratios (DPO itself always trains on the sum)."""
-    warmup_steps: float = 0.0
+    warmup_steps: float = option(
+        0.0, help="Warmup steps (a fraction of the total when below 1).", cli=False
+    )
     """Warmup: a number of steps, or a fraction of the total when below 1."""
-    weight_decay: float = 0.0
-    seed: int = 0
-    logging_steps: int = 1
-    device: str | None = None
+    weight_decay: float = option(0.0, help="Weight decay.", cli=False)
+    seed: int = option(0, help="Seed.")
+    logging_steps: int = option(1, help="Steps between logged metrics.", cli=False)
+    device: str | None = option(None, help="cuda or cpu (default: cuda when present).")
     """``cuda`` / ``cpu`` / None (CUDA when present)."""
-    dtype: str | None = None
+    dtype: str | None = option(
+        None, help="Model weights dtype (default: bf16 on CUDA, fp32 on CPU).", cli=False
+    )
     """Model weights dtype; None = bf16 on CUDA, fp32 on CPU (bf16 autocast follows it)."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = option({}, help="More trl.DPOConfig fields.", cli=False)
     """More ``trl.DPOConfig`` fields, passed through."""
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
         """Raise ``UserInputError`` for values that cannot work."""
@@ -98,6 +116,23 @@ class TrainConfig:
             raise UserInputError(f"trainer must be grouped or trl, not {self.trainer!r}")
         if self.aggregation not in ("sum", "mean"):
             raise UserInputError(f"aggregation must be sum or mean, not {self.aggregation!r}")
+
+
+@dataclass
+class TrainCommandConfig:
+    """What ``agentq train`` runs: :func:`train_qmodel` on a pairs file with a
+    :class:`TrainConfig` (its fields are the training flags)."""
+
+    pairs: Path = option(help="Input pairs.jsonl (from agentq pairs).", argument=True)
+    base: str = option("smollm2", help="MODEL spec of the base model.")
+    out: Path = option(Path("qmodel"), help="Output Q-model directory.")
+    train: TrainConfig = nested(TrainConfig)
+    overwrite: bool = option(False, help="Replace an existing output directory.")
+    progress: bool = option(True, help="Show a progress bar.")
+
+    def __post_init__(self) -> None:
+        self.pairs = Path(self.pairs)
+        self.out = Path(self.out)
 
 
 @dataclass
