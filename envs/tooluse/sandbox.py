@@ -11,7 +11,8 @@ The default isolation, ``"bwrap"``, starts the program with `bubblewrap
    no ``/etc``, no ``/home``, no ``/root``, no ``/work``.
 2. The only writable path is ``/scratch``, a fresh tmpfs of at most ``max_disk_mb`` (total
    bytes, whatever the number of files), which is also the working directory, ``HOME`` and
-   ``TMPDIR`` (``/tmp`` points to it). It disappears with the namespace.
+   ``TMPDIR`` (``/tmp`` points to it, unless the Python installation itself lives under ``/tmp``:
+   then ``/tmp`` holds only the read-only way to it). It disappears with the namespace.
 3. The environment is cleared (``PATH``, ``HOME``, ``TMPDIR``, ``LANG`` and thread counts only).
 4. When the caller is root, bubblewrap runs privileged with only ``CAP_SETUID``/``CAP_SETGID``
    kept, and the bootstrap switches to an unused high uid (one per run) before it reads a byte
@@ -523,10 +524,17 @@ def bwrap_argv(
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         args += ["--unshare-user", "--disable-userns"]
-    args += _system_binds()
+    binds = _system_binds()
+    args += binds
     args += ["--ro-bind", runner, "/sandbox", "--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(int(max_disk_mb) * 1024 * 1024), "--perms", "1777"]
-    args += ["--tmpfs", SCRATCH, "--symlink", SCRATCH, "/tmp", "--chdir", SCRATCH]
+    args += ["--tmpfs", SCRATCH]
+    if not any(a == "/tmp" or a.startswith("/tmp/") for a in binds):
+        # /tmp points to the scratch directory, unless the Python installation lives under
+        # /tmp (a checkout's .venv there): then /tmp is the read-only way to it, and TMPDIR
+        # (the scratch directory) is where temporary files go
+        args += ["--symlink", SCRATCH, "/tmp"]
+    args += ["--chdir", SCRATCH]
     for k, v in _sandbox_env(SCRATCH).items():
         args += ["--setenv", k, v]
     if seccomp_fd is not None:
