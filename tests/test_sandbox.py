@@ -477,3 +477,18 @@ def test_process_mode_hook(tmp_path: Path) -> None:
     assert "raw memory access" in py.run({"code": "import ctypes\nctypes.c_int.from_address(8)"})
     assert "not allowed" in py.run({"code": "import subprocess\nsubprocess.run(['true'])"})
     assert not target.exists()
+
+
+def test_python_installation_under_tmp_keeps_tmp_as_its_way(monkeypatch):
+    """A checkout whose .venv lives under /tmp (CI clones there) must still get a sandbox: /tmp
+    is then the read-only way to the interpreter, not a symlink to the scratch directory."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    venv = ["--perms", "0755", "--dir", "/tmp", "--ro-bind", "/tmp/ci/.venv", "/tmp/ci/.venv"]
+    monkeypatch.setattr(sandbox, "_system_binds", lambda: list(venv))
+    argv = sandbox.bwrap_argv("/r", privileged=True, max_disk_mb=8, seccomp_fd=None)
+    assert "--symlink" not in argv and argv[argv.index("--chdir") + 1] == sandbox.SCRATCH
+    monkeypatch.setattr(sandbox, "_system_binds", lambda: ["--ro-bind", "/usr", "/usr"])
+    argv = sandbox.bwrap_argv("/r", privileged=True, max_disk_mb=8, seccomp_fd=None)
+    i = argv.index("--symlink")
+    assert argv[i + 1 : i + 3] == [sandbox.SCRATCH, "/tmp"]
