@@ -592,7 +592,7 @@ def test_demo_end_to_end_small(tmp_path):
     if not (ASSET_QMODEL / "qmodel.json").is_file():
         pytest.skip("no shipped Q-model in this checkout")
     rep = run_demo(tmp_path / "demo", tasks=1, n=2, max_steps=2, progress=False)
-    assert set(rep["methods"]) == {"greedy", "bon-qmodel@2"}
+    assert set(rep["methods"]) == {"greedy", "random@2", "bon-qmodel@2"}
     for f in ("report.md", "report.json", "success.png", "trajectories.jsonl", "trajectories.html"):
         assert (tmp_path / "demo" / f).exists()
 
