@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentq.data.pairs import decision_key
 from agentq.models.train import DEFAULT_TARGET_MODULES
 from agentq.protocols import FREE_TEXT, BaseProposer
 from agentq.types import Candidate, Context
@@ -291,7 +292,7 @@ def select_decisions(
     """
     by_task: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for p in pairs:
-        key = json.dumps(p["prompt"], sort_keys=True)
+        key = decision_key(p["task_id"], p["prompt"])
         by_task.setdefault(str(p["task_id"]), {}).setdefault(key, []).append(p)
 
     def rank(ps: list[dict[str, Any]]) -> tuple[int, int, float]:
@@ -342,20 +343,15 @@ def best_path_then_spread(
 ) -> list[dict[str, Any]]:
     """Every pair of the best-path decisions (:func:`best_path_decisions`), then a spread of the
     other decisions (:func:`select_decisions`) up to ``max_decisions`` decisions in all."""
-    first = [p for p in pairs if decision_key(p["task_id"], p["prompt"]) in best]
-    rest = [p for p in pairs if decision_key(p["task_id"], p["prompt"]) not in best]
-    keys = sorted({decision_key(p["task_id"], p["prompt"]) for p in first})
-    taken = len(keys)
-    if max_decisions and taken >= max_decisions:  # a seeded sample of the best-path decisions
+    keyed = [(decision_key(p["task_id"], p["prompt"]), p) for p in pairs]
+    first = [p for k, p in keyed if k in best]
+    rest = [p for k, p in keyed if k not in best]
+    keys = sorted({k for k, _ in keyed if k in best})
+    if max_decisions and len(keys) >= max_decisions:  # a seeded sample of the best-path ones
         keep = set(random.Random(seed).sample(keys, max_decisions))
-        return [p for p in first if decision_key(p["task_id"], p["prompt"]) in keep]
-    budget = max_decisions - taken if max_decisions else 0
+        return [p for k, p in keyed if k in keep]
+    budget = max_decisions - len(keys) if max_decisions else 0
     return first + select_decisions(rest, max_decisions=budget, seed=seed)
-
-
-def decision_key(task_id: Any, prompt: Any) -> str:
-    """One decision: a task and the context its actions were tried in."""
-    return json.dumps([str(task_id), prompt], sort_keys=True)
 
 
 def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:

@@ -484,11 +484,12 @@ def test_python_installation_under_tmp_keeps_tmp_as_its_way(monkeypatch):
     is then the read-only way to the interpreter, not a symlink to the scratch directory."""
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed")
-    venv = ["--perms", "0755", "--dir", "/tmp", "--ro-bind", "/tmp/ci/.venv", "/tmp/ci/.venv"]
-    monkeypatch.setattr(sandbox, "_system_binds", lambda: list(venv))
+    monkeypatch.setattr(sandbox, "python_roots", lambda: ["/tmp/ci/.venv"])
     argv = sandbox.bwrap_argv("/r", privileged=True, max_disk_mb=8, seccomp_fd=None)
-    assert "--symlink" not in argv and argv[argv.index("--chdir") + 1] == sandbox.SCRATCH
-    monkeypatch.setattr(sandbox, "_system_binds", lambda: ["--ro-bind", "/usr", "/usr"])
+    assert "--symlink" not in argv[argv.index("--tmpfs") :]  # (/bin etc. may be symlinks before)
+    assert argv[argv.index("--chdir") + 1] == sandbox.SCRATCH
+    assert argv[argv.index("/tmp/ci/.venv") - 1] == "--ro-bind"
+    monkeypatch.setattr(sandbox, "python_roots", lambda: ["/opt/python"])
     argv = sandbox.bwrap_argv("/r", privileged=True, max_disk_mb=8, seccomp_fd=None)
-    i = argv.index("--symlink")
+    i = argv.index("--symlink", argv.index("--tmpfs"))
     assert argv[i + 1 : i + 3] == [sandbox.SCRATCH, "/tmp"]

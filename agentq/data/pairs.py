@@ -8,6 +8,7 @@ Each pair: ``prompt`` (the context messages at the parent state), ``chosen`` and
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ def split_of(task_id: str, val_fraction: float, seed: int = 0) -> str:
     """``"validation"`` for a stable ``val_fraction`` of task ids, ``"train"`` for the rest."""
     h = int(hashlib.sha256(f"{seed}|{task_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "validation" if h < val_fraction else "train"
+
+
+def decision_key(task_id: Any, prompt: Iterable[Any]) -> str:
+    """The one key of a decision (a task and the context its actions were tried in): the pairs
+    of a decision share it, in training (one prompt pass per decision), validation and selection."""
+    return json.dumps([task_id, list(prompt)], sort_keys=True, default=str)
 
 
 def _context_at(tree: TaskTree, node: TreeNode):

@@ -23,11 +23,11 @@ the cost changes: ``P + k*A`` tokens per node instead of ``k(k-1)*(P + A)``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentq.data.pairs import decision_key
 from agentq.errors import UserInputError
 from agentq.render import tokenize_for_scoring
 
@@ -64,7 +64,7 @@ def group_pairs(
     by_key: dict[str, dict[str, Any]] = {}
     for i, p in enumerate(pairs):
         context = list(p["prompt"])
-        key = json.dumps([p.get("task_id"), context], sort_keys=True, default=str)
+        key = decision_key(p.get("task_id"), context)
         g = by_key.setdefault(key, {"context": context, "actions": {}, "pairs": [], "first": i})
         ids = []
         for side in ("chosen", "rejected"):

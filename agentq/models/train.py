@@ -232,13 +232,14 @@ def pair_wins(
     Pairs of one decision (same task and context) are scored together: one prefix pass per
     decision and model, whatever the number of pairs there.
     """
+    from agentq.data.pairs import decision_key
     from agentq.models.scorer import score_items
 
     decisions: dict[str, tuple[list[Any], list[str]]] = {}
     where: list[tuple[str, int, int]] = []
     for p in pairs:
         context = list(p["prompt"])
-        key = json.dumps([p.get("task_id"), context], sort_keys=True, default=str)
+        key = decision_key(p.get("task_id"), context)
         _, actions = decisions.setdefault(key, (context, []))
         idx = []
         for side in ("chosen", "rejected"):

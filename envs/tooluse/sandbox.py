@@ -472,6 +472,15 @@ def _sandbox_ids() -> tuple[int, int]:
     return uid, uid
 
 
+def python_roots() -> list[str]:
+    """The directories of the Python installation outside ``/usr`` that the sandbox binds
+    read-only (none inside another)."""
+    paths = {sys.base_prefix, sys.prefix, sys.exec_prefix, os.path.dirname(sys.executable)}
+    roots = {os.path.realpath(p) for p in paths} | {os.path.abspath(p) for p in paths}
+    roots = {r for r in roots if os.path.isdir(r) and r != "/usr" and not r.startswith("/usr/")}
+    return sorted(r for r in roots if not any(r.startswith(o + "/") for o in roots))
+
+
 def _system_binds() -> list[str]:
     """Read-only binds of ``/usr`` (and its merged-usr symlinks) and the Python installation.
 
@@ -484,11 +493,7 @@ def _system_binds() -> list[str]:
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
-    paths = {sys.base_prefix, sys.prefix, sys.exec_prefix, os.path.dirname(sys.executable)}
-    roots = {os.path.realpath(p) for p in paths} | {os.path.abspath(p) for p in paths}
-    roots = {r for r in roots if os.path.isdir(r) and r != "/usr" and not r.startswith("/usr/")}
-    # drop roots inside other roots (one bind covers them)
-    keep = sorted(r for r in roots if not any(r.startswith(o + "/") for o in roots))
+    keep = python_roots()
     parents: set[str] = set()
     for r in keep:
         d = os.path.dirname(r)
@@ -524,12 +529,11 @@ def bwrap_argv(
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         args += ["--unshare-user", "--disable-userns"]
-    binds = _system_binds()
-    args += binds
+    args += _system_binds()
     args += ["--ro-bind", runner, "/sandbox", "--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(int(max_disk_mb) * 1024 * 1024), "--perms", "1777"]
     args += ["--tmpfs", SCRATCH]
-    if not any(a == "/tmp" or a.startswith("/tmp/") for a in binds):
+    if not any(r == "/tmp" or r.startswith("/tmp/") for r in python_roots()):
         # /tmp points to the scratch directory, unless the Python installation lives under
         # /tmp (a checkout's .venv there): then /tmp is the read-only way to it, and TMPDIR
         # (the scratch directory) is where temporary files go
