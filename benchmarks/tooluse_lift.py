@@ -5,11 +5,19 @@ seed for every method. Prints the markdown table of ``agentq eval`` and writes t
 directory. Run::
 
     python benchmarks/tooluse_lift.py --out runs/tooluse-lift [--per-family 1] [--max-steps 6]
+
+The measured run of docs/eval.md (two Ray workers on the 2 CPU cores, resumable)::
+
+    python benchmarks/tooluse_lift.py --out runs/tooluse-lift \
+        --methods greedy,random,majority,best-of-n --scorer tool-verify --scorer rm:runs/rm \
+        --scorer-option max_new_tokens=96 --scorer-option max_tool_calls=1 \
+        --backend ray --workers 2 --resume
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from agentq.envs import make
 
@@ -39,6 +47,10 @@ def main() -> None:
     ap.add_argument("--scorer", action="append", default=None)
     ap.add_argument("--methods", default="greedy,random,majority,best-of-n")
     ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--scorer-option", action="append", default=None, help="key=value")
+    ap.add_argument("--backend", default="local", help="local or ray")
+    ap.add_argument("--workers", type=int, default=0, help="Ray workers (0 = as many as fit)")
+    ap.add_argument("--resume", action="store_true", help="keep finished episodes")
     args = ap.parse_args()
     tasks = family_tasks(args.per_family)
     res = run_evaluation(
@@ -51,10 +63,13 @@ def main() -> None:
         tasks=tasks,
         max_steps=args.max_steps,
         temperature=args.temperature,
+        scorer_option=args.scorer_option or [],
+        backend=args.backend,
+        workers=args.workers,
         out=args.out,
-        overwrite=True,
-        command="python benchmarks/tooluse_lift.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        overwrite=not args.resume,
+        resume=args.resume,
+        command="python " + " ".join(sys.argv),
     )
     print(res["table"])
 

@@ -453,3 +453,55 @@ def test_reward_model_takes_any_toolset(tiny: tuple) -> None:
     s.score(Q, ["42"])
     assert list(rm.tools) == list(_calc_tools()) and made == [3.0]
     assert s.last_traces[0].steps[0].observation == "42"
+
+
+def test_prefix_shared_training_pass_equals_plain_pass(tiny: tuple) -> None:
+    """The shared-prefix pass gives the plain pass's loss parts and gradients."""
+    import torch
+
+    from agentq.models.reward_train import RMTrainConfig, build_model, pair_losses
+
+    lm, tok = tiny
+    pairs = _synthetic_pairs()[:3]
+    grads = []
+    parts_seen = []
+    for share in (False, True):
+        cfg = RMTrainConfig(base="tiny", share_prefix=share, lora_layers=1, seed=3)
+        rm = build_model(cfg, lm, tok, _calc_tools())
+        # a non-zero LoRA B so the adapter changes the prefix's KV too
+        with torch.no_grad():
+            for n, p in rm.lm.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(torch.linspace(-0.05, 0.05, p.numel()).view_as(p))
+        loss, parts = pair_losses(rm, pairs, cfg)
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in rm.lm.named_parameters() if p.grad is not None})
+        parts_seen.append(parts)
+        rm.lm.zero_grad()
+        lm = rm.lm.unload()  # the base again, for the next adapter
+    assert abs(parts_seen[0]["loss"] - parts_seen[1]["loss"]) < 1e-4
+    assert abs(parts_seen[0]["lm_loss"] - parts_seen[1]["lm_loss"]) < 1e-4
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    # lora_layers=1: only the top layer has trainable weights
+    assert all(".layers.1." in n for n in grads[0] if "lora" in n), sorted(grads[0])
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-3), n
+
+
+def test_no_tools_trace_mode_executes_nothing(tiny: tuple) -> None:
+    lm, tok = tiny
+    rounds = iter(
+        [
+            ["Thought: check\nAction: calculator\nAction Input: 2+2\nObservation:"],
+            [" 5 (my guess)\nRationale: wrong."],
+        ]
+    )
+    rm = ToolAugmentedRewardModel(
+        lm, tok, tools=_calc_tools(), generator=lambda b, n: next(rounds), prefix_cache=False
+    )
+    s = ToolAugmentedScorer(rm, trace="no-tools")
+    s.score(Q, ["4"])
+    tr = s.last_traces[0]
+    assert [(st.action, st.source) for st in tr.steps] == [("calculator", "not-executed")]
+    assert tr.finished and all(k != "observation" for k, _ in tr.segments)
+    assert "Observation: 5 (my guess)" in tr.text

@@ -48,6 +48,9 @@ class TrainRMConfig:
     lr: float = option(2e-4, help="LoRA learning rate.")
     head_lr: float = option(1e-3, help="Value-head learning rate.")
     lora_r: int = option(8, help="LoRA rank (alpha is twice the rank).")
+    lora_layers: int = option(
+        0, help="LoRA on the top N decoder layers only (0 = all; fewer train faster on a CPU)."
+    )
     max_length: int = option(768, help="Max tokens per sequence.")
     rank_weight: float = option(1.0, help="Weight of the pairwise ranking loss.")
     trace_weight: float = option(1.0, help="LM loss weight on tool-call tokens.")
@@ -83,6 +86,7 @@ class TrainRMConfig:
             base=self.base,
             lora_r=self.lora_r,
             lora_alpha=2 * self.lora_r,
+            lora_layers=self.lora_layers or None,
             lr=self.lr,
             head_lr=self.head_lr,
             epochs=self.epochs,

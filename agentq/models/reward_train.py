@@ -68,6 +68,13 @@ class RMTrainConfig:
     lora_dropout: float = 0.0
     target_modules: list[str] | None = None
     """LoRA target modules (default: the attention projections found in the model)."""
+    lora_layers: int | None = None
+    """LoRA on the top ``lora_layers`` decoder layers only (None: every layer). The layers below
+    hold no trainable weight, so backpropagation stops above them (measured in docs/reward.md)."""
+    share_prefix: bool = True
+    """Encode the prompt prefix that every sequence of a batch shares (the system prompt and
+    tool list) once per step and expand its KV cache to the batch, instead of once per
+    sequence. Same loss and gradients (tested); ``pooling="mean"`` always takes the plain pass."""
     lr: float = 2e-4
     head_lr: float = 1e-3
     epochs: int = 1
@@ -98,6 +105,8 @@ class RMTrainConfig:
         for name in ("lr", "head_lr", "batch_size", "max_length", "lora_r", "epochs"):
             if getattr(self, name) <= 0:
                 raise UserInputError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.lora_layers is not None and self.lora_layers <= 0:
+            raise UserInputError(f"lora_layers must be positive, got {self.lora_layers!r}")
 
 
 @dataclass
@@ -180,29 +189,112 @@ def pair_losses(
     enc = [encode_example(rm, p.pos, cfg) for p in batch] + [
         encode_example(rm, p.neg, cfg) for p in batch
     ]
-    pad = rm.tokenizer.pad_token_id if rm.tokenizer.pad_token_id is not None else 0
-    ids, mask = pad_right([e[0] for e in enc], pad, rm.device)
-    w = torch.zeros(ids.shape, dtype=torch.float32, device=rm.device)
-    for i, (_, ws) in enumerate(enc):
-        w[i, : len(ws)] = torch.tensor(ws, dtype=torch.float32)
-    values, logits = rm.values(ids, mask)
-    n = len(batch)
-    r_pos, r_neg = values[:n], values[n:]
-    rank = -F.logsigmoid(r_pos - r_neg).mean()
-    tw = w[:, 1:]
-    if float(tw.sum()) > 0:
+    seqs = [e[0] for e in enc]
+    if cfg.share_prefix and cfg.pooling == "last":
+        values, ce, w = _prefix_shared_pass(rm, seqs, [e[1] for e in enc])
+    else:
+        pad = rm.tokenizer.pad_token_id if rm.tokenizer.pad_token_id is not None else 0
+        ids, mask = pad_right(seqs, pad, rm.device)
+        w = torch.zeros(ids.shape, dtype=torch.float32, device=rm.device)
+        for i, (_, ws) in enumerate(enc):
+            w[i, : len(ws)] = torch.tensor(ws, dtype=torch.float32)
+        values, logits = rm.values(ids, mask)
+        w = w[:, 1:]
         ce = F.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]),
             ids[:, 1:].reshape(-1),
             reduction="none",
-        ).view(tw.shape)
-        lm = (ce * tw).sum() / (tw > 0).sum().clamp(min=1)
+        ).view(w.shape)
+    n = len(batch)
+    r_pos, r_neg = values[:n], values[n:]
+    rank = -F.logsigmoid(r_pos - r_neg).mean()
+    if float(w.sum()) > 0:
+        lm = (ce * w).sum() / (w > 0).sum().clamp(min=1)
     else:
         lm = torch.zeros((), device=rm.device)
     loss = cfg.rank_weight * rank + lm
     acc = float((r_pos > r_neg).float().mean())
     parts = {"loss": loss.item(), "rank_loss": rank.item(), "lm_loss": lm.item(), "accuracy": acc}
     return loss, parts
+
+
+def _prefix_shared_pass(
+    rm: ToolAugmentedRewardModel, seqs: Sequence[Sequence[int]], weights: Sequence[Sequence[float]]
+) -> tuple[Any, Any, Any]:
+    """``(values [B], token losses [B, T-1], their weights [B, T-1])`` of ``seqs``, with the
+    prefix every sequence shares run once (with gradients) and its KV cache expanded to the
+    batch; the rest runs right-padded after it. Token ``t``'s loss is predicted at ``t - 1``,
+    the plain pass's layout with the prefix's columns first."""
+    import torch
+    import torch.nn.functional as F
+
+    from agentq.models.scorer import _cache_kwarg, _expand_cache, _result_cache
+
+    dev = rm.device
+    p = 0
+    shortest = min(len(s) for s in seqs)
+    while p < shortest - 1 and all(s[p] == seqs[0][p] for s in seqs):
+        p += 1
+    k = len(seqs)
+    if p == 0:
+        pad = rm.tokenizer.pad_token_id if rm.tokenizer.pad_token_id is not None else 0
+        ids, mask = pad_right(seqs, pad, dev)
+        values, logits = rm.values(ids, mask)
+        rest_logits, first = logits[:, :-1], None
+        targets, tmask = ids[:, 1:], mask[:, 1:]
+        wl = [list(w[1:]) for w in weights]
+    else:
+        res = rm.lm(
+            input_ids=torch.tensor([list(seqs[0][:p])], device=dev),
+            attention_mask=torch.ones((1, p), dtype=torch.long, device=dev),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = _expand_cache(
+            _result_cache(res), torch.zeros(k, dtype=torch.long, device=dev), rm.lm.config
+        )
+        width = max(len(s) for s in seqs) - p
+        ids = torch.zeros((k, width), dtype=torch.long)
+        mask = torch.zeros((k, width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s) - p] = torch.tensor(list(s[p:]), dtype=torch.long)
+            mask[i, : len(s) - p] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        out = rm.lm(
+            input_ids=ids,
+            attention_mask=torch.cat([torch.ones((k, p), dtype=torch.long, device=dev), mask], 1),
+            position_ids=(p + torch.arange(width, device=dev)).unsqueeze(0).expand(k, width),
+            use_cache=True,
+            output_hidden_states=True,
+            **{_cache_kwarg(rm.lm): cache},
+        )
+        h = out.hidden_states[-1].float()
+        last = mask.long().sum(1) - 1
+        values = rm.value_head(h[torch.arange(k, device=dev), last]).squeeze(-1)
+        # logits at the prefix's last position predict each sequence's first own token
+        first = res.logits[0, -1].float().unsqueeze(0).expand(k, -1)
+        rest_logits = out.logits[:, :-1]
+        targets, tmask = ids, mask
+        wl = [list(w[p:]) for w in weights]
+    w = torch.zeros(targets.shape, dtype=torch.float32, device=dev)
+    for i, ws in enumerate(wl):
+        w[i, : len(ws)] = torch.tensor(ws, dtype=torch.float32)
+    w = w * tmask.float()
+    if first is not None:
+        ce_first = F.cross_entropy(first, targets[:, 0], reduction="none").unsqueeze(1)
+        ce_rest = F.cross_entropy(
+            rest_logits.float().reshape(-1, rest_logits.shape[-1]),
+            targets[:, 1:].reshape(-1),
+            reduction="none",
+        ).view(k, -1)
+        ce = torch.cat([ce_first, ce_rest], 1)
+    else:
+        ce = F.cross_entropy(
+            rest_logits.float().reshape(-1, rest_logits.shape[-1]),
+            targets.reshape(-1),
+            reduction="none",
+        ).view(targets.shape)
+    return values, ce, w
 
 
 def teacher_forced_accuracy(
@@ -238,7 +330,12 @@ def build_model(
 
         model, tokenizer = load_causal_lm(cfg.base, device=cfg.device, dtype=cfg.dtype)
     torch.manual_seed(cfg.seed)
+    extra: dict[str, Any] = {}
+    if cfg.lora_layers is not None:
+        n_layers = int(model.config.num_hidden_layers)
+        extra["layers_to_transform"] = list(range(max(0, n_layers - cfg.lora_layers), n_layers))
     lcfg = LoraConfig(
+        **extra,
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,

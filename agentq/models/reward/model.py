@@ -32,7 +32,11 @@ from agentq.models.reward.trace import (
 from agentq.types import Context
 
 POOLINGS = ("last", "mean")
-TRACE_MODES = ("generate", "none")
+TRACE_MODES = ("generate", "no-tools", "none")
+"""``generate``: the model writes its trace and agentq executes each tool call; ``no-tools``:
+the same generation with no tool executed (after ``Observation:`` the model goes on writing,
+its own observation included), the ablation that tells what the tools add; ``none``: no trace,
+the value head reads the prompt and answer."""
 
 
 class ToolAugmentedRewardModel:
@@ -229,8 +233,14 @@ class ToolAugmentedRewardModel:
         items: Sequence[tuple[str, str]],
         executor: ToolRunner,
         budget: RMBudget | None = None,
+        *,
+        execute_tools: bool = True,
     ) -> list[RMTrace]:
         """Write, execute and finish the verification trace of each (question, answer).
+
+        With ``execute_tools=False`` (trace mode ``no-tools``) a tool call is recorded as a
+        :class:`TraceStep` with ``source="not-executed"`` and the model writes on after
+        ``Observation:`` itself.
 
         All unfinished candidates generate together in each round; each round ends at an
         ``Observation:`` (the tool call is executed and its result appended) or at EOS /
@@ -278,6 +288,14 @@ class ToolAugmentedRewardModel:
                         tr.budget_hit = "tool_calls"
                         continue
                     call = parse_tool_call(text)
+                    if not execute_tools:
+                        name, arg = call or ("", "")
+                        tr.steps.append(TraceStep(name, arg, "", False, "not-executed"))
+                        if tr.generated_tokens >= b.max_new_tokens:
+                            tr.budget_hit = "tokens"
+                            continue
+                        still.append(i)
+                        continue
                     if call is None:
                         res = ToolResult(
                             f"Error: no 'Action:' and 'Action Input:' before '{OBSERVATION}'",
@@ -337,8 +355,8 @@ class ToolAugmentedRewardModel:
         if trace not in TRACE_MODES:
             raise UserInputError(f"trace must be one of {', '.join(TRACE_MODES)}, not {trace!r}")
         ex = executor or self.new_executor((budget or self.budget).tool_timeout_s)
-        if trace == "generate":
-            traces = self.generate_traces(items, ex, budget)
+        if trace != "none":
+            traces = self.generate_traces(items, ex, budget, execute_tools=trace == "generate")
         else:
             traces = [RMTrace(finished=True) for _ in items]
         seqs = [

@@ -19,7 +19,7 @@ class ToolAugmentedScorer(BaseScorer):
 
     ``score(context, actions)`` verifies every candidate with tools (one batched generation
     across the candidates, or across all items of ``score_batch``) and returns the value-head
-    scores. ``trace="none"`` skips the trace (a plain reward model on question + answer). Tool
+    scores. ``trace="none"`` skips the trace (a plain reward model on question + answer); ``trace="no-tools"`` generates it without executing any tool. Tool
     results are cached for the scorer's lifetime; ``last_traces`` holds the traces of the last
     call (with ``budget_hit`` flags). ``prepare_pairs`` loads TARA's recorded observations of
     live services, as the ``tool-verify`` scorer does.
@@ -79,7 +79,7 @@ def scorer_from_spec(directory: str, **options: Any) -> ToolAugmentedScorer:
     """Build the scorer of spec ``rm:DIR``.
 
     Options: ``device``, ``dtype``, ``base_model`` (override), ``pooling`` (``last``/``mean``),
-    ``trace`` (``generate``/``none``), ``max_tool_calls``, ``max_new_tokens``,
+    ``trace`` (``generate``/``no-tools``/``none``), ``max_tool_calls``, ``max_new_tokens``,
     ``max_segment_tokens``, ``tool_timeout_s``, ``use_recorded``, ``prefix_cache``
     (true/false) and ``cache_bytes`` (its budget). Unknown options (such as ``seed``) are
     ignored.
