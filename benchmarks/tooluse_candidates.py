@@ -47,7 +47,7 @@ def classify(text: str, grade: object = None) -> str:
         return "tool call" if t.tool in TOOL_NAMES else "unknown tool"
     if t.tool is None:
         return "no action"
-    return "finish, bad input" if t.tool == "finish" else "tool, bad input"
+    return "finish, bad input" if t.tool.lower() == "finish" else "tool, bad input"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,8 +51,11 @@ def main() -> None:
     ap.add_argument("--backend", default="local", help="local or ray")
     ap.add_argument("--workers", type=int, default=0, help="Ray workers (0 = as many as fit)")
     ap.add_argument("--resume", action="store_true", help="keep finished episodes")
+    ap.add_argument(
+        "--task-ids", default="", help="comma-separated task ids instead of the family tasks"
+    )
     args = ap.parse_args()
-    tasks = family_tasks(args.per_family)
+    tasks = [t for t in args.task_ids.split(",") if t] or family_tasks(args.per_family)
     res = run_evaluation(
         env="tooluse",
         split="test",
