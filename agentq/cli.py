@@ -96,16 +96,7 @@ def pairs(config: PairsConfig) -> None:
     tree_list = read_trees(config.trees)
     if not tree_list:
         raise UserInputError(f"{config.trees} holds no successful trees")
-    ps = build_pairs(
-        tree_list,
-        config.scheme,
-        margin=config.margin,
-        min_visits=config.min_visits,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-        value=config.value,
-        gamma=config.gamma,
-    )
+    ps = build_pairs(tree_list, config.scheme, seed=config.seed, **config.pair_settings())
     n = write_pairs(config.out, ps, overwrite=config.overwrite)
     n_val = sum(p["split"] == "validation" for p in ps)
     typer.echo(

@@ -449,49 +449,34 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = tmp
         plan: list[tuple[str, Any]] = []
+
+        def add_scoring(section: str, label: str, load: Any) -> None:
+            """Plan a scoring section on the model ``load()`` builds."""
+            plan.append((section, lambda d: scoring_section(label, load, args, d)))
+
         if "scoring" not in args.skip:
             if args.offline:
-                small = f"{args.small_config} (random weights)"
-                plan.append(
-                    (
-                        "scoring",
-                        lambda d: scoring_section(
-                            small, lambda: random_qmodel(args.small_config, args.device), args, d
-                        ),
-                    )
+                add_scoring(
+                    "scoring",
+                    f"{args.small_config} (random weights)",
+                    lambda: random_qmodel(args.small_config, args.device),
                 )
             else:
-                plan.append(
-                    (
-                        "scoring",
-                        lambda d: scoring_section(
-                            "SmolLM2-135M", lambda: qmodel_on("smollm2", args.device), args, d
-                        ),
-                    )
-                )
+                add_scoring("scoring", "SmolLM2-135M", lambda: qmodel_on("smollm2", args.device))
         if "large" not in args.skip:
             if args.offline:
-                big_name = f"{Path(args.large_config).stem} (random weights)"
-                plan.append(
-                    (
-                        "large",
-                        lambda d: scoring_section(
-                            big_name, lambda: random_qmodel(args.large_config, args.device), args, d
-                        ),
-                    )
+                add_scoring(
+                    "large",
+                    f"{Path(args.large_config).stem} (random weights)",
+                    lambda: random_qmodel(args.large_config, args.device),
                 )
             else:
                 big = largest_local_checkpoint(gpu)
                 if big is None:
                     row("scoring", "largest local checkpoint", "none found in the HF cache")
                 else:
-                    plan.append(
-                        (
-                            "large",
-                            lambda d, b=big: scoring_section(
-                                b.parts[-3], lambda: qmodel_on(str(b), args.device), args, d
-                            ),
-                        )
+                    add_scoring(
+                        "large", big.parts[-3], lambda b=big: qmodel_on(str(b), args.device)
                     )
         if "cache" not in args.skip:
             plan.append(("cache", lambda d: cache_section(args)))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from agentq.data.tara import TaraPair, load_tara_dir, pairwise_accuracy
+from agentq.errors import UserInputError
+from agentq.eval.report import bootstrap_ci
 from agentq.models.reward import RMBudget, ToolAugmentedScorer, load_reward_model
+from agentq.models.reward.storage import read_rm_config
 from agentq.specs import resolve_scorer
 
 
@@ -55,25 +57,17 @@ class TraceLog:
         return out
 
 
-def strict_interval(
-    outcomes: Sequence[str], seed: int = 0, reps: int = 2000
-) -> tuple[float, float]:
-    """95% bootstrap interval of the share of wins (ties and losses wrong)."""
-    wins = [1.0 if o == "win" else 0.0 for o in outcomes]
-    if not wins:
-        return (0.0, 0.0)
-    rng = random.Random(seed)
-    n = len(wins)
-    means = sorted(sum(rng.choice(wins) for _ in range(n)) / n for _ in range(reps))
-    return means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
+def strict_interval(wins: int, n: int) -> tuple[float, float]:
+    """95% bootstrap interval of the share of wins (ties and losses wrong), from the counts."""
+    return bootstrap_ci([1.0] * wins + [0.0] * (n - wins)) if n else (0.0, 0.0)
 
 
 def heldout_rows(rm_dir: Path, data_dir: Path, per_file: int) -> dict[str, list[TaraPair]]:
     """The first ``per_file`` held-out TARA rows of each file the model was trained on."""
-    cfg = json.loads((rm_dir / "reward_model.json").read_text())
+    cfg = read_rm_config(rm_dir)
     held = cfg.get("data", {}).get("heldout_ids") or {}
     if not held:
-        raise SystemExit(f"error: {rm_dir}/reward_model.json lists no held-out rows")
+        raise UserInputError(f"{rm_dir}/reward_model.json lists no held-out rows")
     data = load_tara_dir(data_dir)
     out = {}
     for name, ids in held.items():
@@ -96,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
     rm_dir = Path(args.rm)
-    if not (rm_dir / "reward_model.json").is_file():
-        print(f"error: {rm_dir} is not a reward model directory", file=sys.stderr)
-        raise SystemExit(2)
-    rows = heldout_rows(rm_dir, Path(args.data), args.per_file)
+    try:
+        rows = heldout_rows(rm_dir, Path(args.data), args.per_file)
+    except UserInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     model = load_reward_model(rm_dir)
     budget = RMBudget(
         max_tool_calls=args.max_tool_calls,
@@ -124,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             r = pairwise_accuracy(scorer, pairs, batch_size=args.batch_size, progress=True)
             wall = time.perf_counter() - t0
-            lo, hi = strict_interval(r.outcomes)
+            lo, hi = strict_interval(r.wins, r.n)
             row: dict[str, Any] = {
                 "pairs": r.n,
                 "strict_accuracy": r.strict_accuracy,

@@ -213,14 +213,17 @@ class PairsConfig:
     def __post_init__(self) -> None:
         self.trees = Path(self.trees)
         self.out = Path(self.out)
-        check_pair_settings(
-            self.scheme,
-            margin=self.margin,
-            min_visits=self.min_visits,
-            val_fraction=self.val_fraction,
-            value=self.value,
-            gamma=self.gamma,
-        )
+        check_pair_settings(self.scheme, **self.pair_settings())
+
+    def pair_settings(self) -> dict[str, Any]:
+        """The keyword settings :func:`build_pairs` and :func:`check_pair_settings` share."""
+        return {
+            "margin": self.margin,
+            "min_visits": self.min_visits,
+            "val_fraction": self.val_fraction,
+            "value": self.value,
+            "gamma": self.gamma,
+        }
 
 
 def build_pairs(

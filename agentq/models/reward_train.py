@@ -190,21 +190,25 @@ def pair_losses(
         encode_example(rm, p.neg, cfg) for p in batch
     ]
     seqs = [e[0] for e in enc]
-    if cfg.share_prefix and cfg.pooling == "last":
-        values, ce, w = _prefix_shared_pass(rm, seqs, [e[1] for e in enc])
+    p = _shared_prefix_length(seqs) if cfg.share_prefix and cfg.pooling == "last" else 0
+    if p:
+        values, ce, mask = _prefix_shared_pass(rm, seqs, p)
+        weights = [ws[p:] for _, ws in enc]
     else:
         pad = rm.tokenizer.pad_token_id if rm.tokenizer.pad_token_id is not None else 0
         ids, mask = pad_right(seqs, pad, rm.device)
-        w = torch.zeros(ids.shape, dtype=torch.float32, device=rm.device)
-        for i, (_, ws) in enumerate(enc):
-            w[i, : len(ws)] = torch.tensor(ws, dtype=torch.float32)
         values, logits = rm.values(ids, mask)
-        w = w[:, 1:]
         ce = F.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]),
             ids[:, 1:].reshape(-1),
             reduction="none",
-        ).view(w.shape)
+        ).view(ids.shape[0], -1)
+        mask, weights = mask[:, 1:], [ws[1:] for _, ws in enc]
+    # w[i, j]: the LM-loss weight of the token whose loss is ce[i, j]
+    w = torch.zeros(ce.shape, dtype=torch.float32, device=rm.device)
+    for i, ws in enumerate(weights):
+        w[i, : len(ws)] = torch.tensor(ws, dtype=torch.float32)
+    w = w * mask.float()
     n = len(batch)
     r_pos, r_neg = values[:n], values[n:]
     rank = -F.logsigmoid(r_pos - r_neg).mean()
@@ -218,83 +222,42 @@ def pair_losses(
     return loss, parts
 
 
+def _shared_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Tokens every sequence starts with, leaving each at least one token of its own."""
+    p, shortest = 0, min(len(s) for s in seqs)
+    while p < shortest - 1 and all(s[p] == seqs[0][p] for s in seqs):
+        p += 1
+    return p
+
+
 def _prefix_shared_pass(
-    rm: ToolAugmentedRewardModel, seqs: Sequence[Sequence[int]], weights: Sequence[Sequence[float]]
+    rm: ToolAugmentedRewardModel, seqs: Sequence[Sequence[int]], p: int
 ) -> tuple[Any, Any, Any]:
-    """``(values [B], token losses [B, T-1], their weights [B, T-1])`` of ``seqs``, with the
-    prefix every sequence shares run once (with gradients) and its KV cache expanded to the
-    batch; the rest runs right-padded after it. Token ``t``'s loss is predicted at ``t - 1``,
-    the plain pass's layout with the prefix's columns first."""
+    """``(values [B], token losses [B, T], mask [B, T])`` of ``seqs``, whose first ``p`` tokens
+    are shared: the prefix runs once (with gradients) and the rest after it
+    (:func:`agentq.models.scorer.shared_prefix_forward`). Column ``j`` is the loss of token
+    ``p + j`` (the first predicted by the prefix's last logits)."""
     import torch
     import torch.nn.functional as F
 
-    from agentq.models.scorer import _cache_kwarg, _expand_cache, _result_cache
+    from agentq.models.scorer import shared_prefix_forward
 
-    dev = rm.device
-    p = 0
-    shortest = min(len(s) for s in seqs)
-    while p < shortest - 1 and all(s[p] == seqs[0][p] for s in seqs):
-        p += 1
-    k = len(seqs)
-    if p == 0:
-        pad = rm.tokenizer.pad_token_id if rm.tokenizer.pad_token_id is not None else 0
-        ids, mask = pad_right(seqs, pad, dev)
-        values, logits = rm.values(ids, mask)
-        rest_logits, first = logits[:, :-1], None
-        targets, tmask = ids[:, 1:], mask[:, 1:]
-        wl = [list(w[1:]) for w in weights]
-    else:
-        res = rm.lm(
-            input_ids=torch.tensor([list(seqs[0][:p])], device=dev),
-            attention_mask=torch.ones((1, p), dtype=torch.long, device=dev),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = _expand_cache(
-            _result_cache(res), torch.zeros(k, dtype=torch.long, device=dev), rm.lm.config
-        )
-        width = max(len(s) for s in seqs) - p
-        ids = torch.zeros((k, width), dtype=torch.long)
-        mask = torch.zeros((k, width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s) - p] = torch.tensor(list(s[p:]), dtype=torch.long)
-            mask[i, : len(s) - p] = 1
-        ids, mask = ids.to(dev), mask.to(dev)
-        out = rm.lm(
-            input_ids=ids,
-            attention_mask=torch.cat([torch.ones((k, p), dtype=torch.long, device=dev), mask], 1),
-            position_ids=(p + torch.arange(width, device=dev)).unsqueeze(0).expand(k, width),
-            use_cache=True,
-            output_hidden_states=True,
-            **{_cache_kwarg(rm.lm): cache},
-        )
-        h = out.hidden_states[-1].float()
-        last = mask.long().sum(1) - 1
-        values = rm.value_head(h[torch.arange(k, device=dev), last]).squeeze(-1)
-        # logits at the prefix's last position predict each sequence's first own token
-        first = res.logits[0, -1].float().unsqueeze(0).expand(k, -1)
-        rest_logits = out.logits[:, :-1]
-        targets, tmask = ids, mask
-        wl = [list(w[p:]) for w in weights]
-    w = torch.zeros(targets.shape, dtype=torch.float32, device=dev)
-    for i, ws in enumerate(wl):
-        w[i, : len(ws)] = torch.tensor(ws, dtype=torch.float32)
-    w = w * tmask.float()
-    if first is not None:
-        ce_first = F.cross_entropy(first, targets[:, 0], reduction="none").unsqueeze(1)
-        ce_rest = F.cross_entropy(
-            rest_logits.float().reshape(-1, rest_logits.shape[-1]),
-            targets[:, 1:].reshape(-1),
-            reduction="none",
-        ).view(k, -1)
-        ce = torch.cat([ce_first, ce_rest], 1)
-    else:
-        ce = F.cross_entropy(
-            rest_logits.float().reshape(-1, rest_logits.shape[-1]),
-            targets.reshape(-1),
-            reduction="none",
-        ).view(targets.shape)
-    return values, ce, w
+    suffixes = [list(s[p:]) for s in seqs]
+    res, out, mask = shared_prefix_forward(rm.lm, seqs[0][:p], suffixes, output_hidden_states=True)
+    k, dev = len(seqs), mask.device
+    h = out.hidden_states[-1].float()
+    values = rm.value_head(h[torch.arange(k, device=dev), mask.long().sum(1) - 1]).squeeze(-1)
+    targets = torch.zeros(mask.shape, dtype=torch.long)
+    for i, s in enumerate(suffixes):
+        targets[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    targets = targets.to(dev)
+    first = res.logits[0, -1].float().unsqueeze(0).expand(k, -1)
+    ce_first = F.cross_entropy(first, targets[:, 0], reduction="none").unsqueeze(1)
+    rest = out.logits[:, :-1].float()
+    ce_rest = F.cross_entropy(
+        rest.reshape(-1, rest.shape[-1]), targets[:, 1:].reshape(-1), reduction="none"
+    ).view(k, -1)
+    return values, torch.cat([ce_first, ce_rest], 1), mask
 
 
 def teacher_forced_accuracy(

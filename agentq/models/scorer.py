@@ -166,6 +166,49 @@ def _result_cache(res: Any) -> Any:
     return cache if cache is not None else res.past_key_values
 
 
+def shared_prefix_forward(
+    model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], **forward_kwargs: Any
+) -> tuple[Any, Any, Any]:
+    """One prompt run once, then several continuations of it in one right-padded batch.
+
+    The prefix runs with a KV cache (keeping only its last position's logits); the cache is
+    expanded to one row per suffix, and the suffixes run after it. Differentiable, so training
+    shares the prefix's forward and backward pass too. ``forward_kwargs`` go to the suffix pass
+    (``output_hidden_states=True``, ...). Returns ``(prefix output, suffix output, suffix
+    mask [k, width] on the model's device)``; a suffix may be empty (its row is all padding).
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    p, k = len(prefix), len(suffixes)
+    res = model(
+        input_ids=torch.tensor([list(prefix)], device=device),
+        attention_mask=torch.ones((1, p), dtype=torch.long, device=device),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    width = max(1, max(len(s) for s in suffixes))
+    ids = torch.zeros((k, width), dtype=torch.long)
+    mask = torch.zeros((k, width), dtype=torch.long)
+    for r, s in enumerate(suffixes):
+        if s:
+            ids[r, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+            mask[r, : len(s)] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    cache = _expand_cache(
+        _result_cache(res), torch.zeros(k, dtype=torch.long, device=device), model.config
+    )
+    out = model(
+        input_ids=ids,
+        attention_mask=torch.cat([torch.ones((k, p), dtype=torch.long, device=device), mask], 1),
+        position_ids=(p + torch.arange(width, device=device)).unsqueeze(0).expand(k, width),
+        use_cache=True,
+        **{_cache_kwarg(model): cache},
+        **forward_kwargs,
+    )
+    return res, out, mask
+
+
 def _chunks(seq: list[_Group], max_tokens: int) -> Iterator[list[_Group]]:
     """Groups in runs whose padded prefix batch stays under ``max_tokens`` tokens."""
     run: list[_Group] = []

@@ -104,47 +104,22 @@ def group_action_logps(model: Any, prompt_ids: list[int], action_ids: list[list[
     """Summed log-probs of each action after one shared prompt pass (differentiable).
 
     The prompt runs once with a KV cache; the cache is expanded to the actions, which run in
-    one padded batch. Returns a 1-D tensor, one value per action.
+    one padded batch (:func:`agentq.models.scorer.shared_prefix_forward`). Returns a 1-D tensor,
+    one value per action.
     """
     import torch
 
-    from agentq.models.scorer import _cache_kwarg, _expand_cache, _result_cache
+    from agentq.models.scorer import shared_prefix_forward
 
-    device = next(model.parameters()).device
-    p = len(prompt_ids)
-    res = model(
-        input_ids=torch.tensor([prompt_ids], device=device),
-        attention_mask=torch.ones((1, p), dtype=torch.long, device=device),
-        use_cache=True,
-        logits_to_keep=1,
-    )
+    res, out, mask = shared_prefix_forward(model, prompt_ids, [a[:-1] for a in action_ids])
     first = torch.log_softmax(res.logits[0, -1].float(), dim=-1)
     firsts = torch.stack([first[a[0]] for a in action_ids])
-    k = len(action_ids)
-    la = max(len(a) for a in action_ids) - 1
-    if la == 0:
-        return firsts
-    ids = torch.zeros((k, la), dtype=torch.long)
-    mask = torch.zeros((k, la), dtype=torch.long)
-    targets = torch.zeros((k, la), dtype=torch.long)
+    targets = torch.zeros(mask.shape, dtype=torch.long)
     for r, a in enumerate(action_ids):
-        n = len(a) - 1
-        if n:
-            ids[r, :n] = torch.tensor(a[:-1])
-            targets[r, :n] = torch.tensor(a[1:])
-            mask[r, :n] = 1
-    rows = torch.zeros(k, dtype=torch.long, device=device)
-    cache = _expand_cache(_result_cache(res), rows, model.config)
-    full_mask = torch.cat([torch.ones((k, p), dtype=torch.long), mask], dim=1)
-    logits = model(
-        input_ids=ids.to(device),
-        attention_mask=full_mask.to(device),
-        position_ids=(p + torch.arange(la)).unsqueeze(0).expand(k, la).to(device),
-        use_cache=True,
-        **{_cache_kwarg(model): cache},
-    ).logits
-    lsm = torch.log_softmax(logits.float(), dim=-1)
-    tok = lsm.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1) * mask.to(device)
+        if len(a) > 1:
+            targets[r, : len(a) - 1] = torch.tensor(a[1:])
+    lsm = torch.log_softmax(out.logits.float(), dim=-1)
+    tok = lsm.gather(-1, targets.to(mask.device).unsqueeze(-1)).squeeze(-1) * mask
     return firsts + tok.sum(-1)
 
 
