@@ -52,13 +52,13 @@ SCALES: dict[str, dict[str, Any]] = {
         "rollout_policy": "buy-now",
         "scheme": "siblings",
         "value": "max",
-        "gamma": 0.9,
+        "gamma": 0.95,
         "margin": 0.05,
         "val_fraction": 0.2,
-        "max_decisions": 600,
+        "max_decisions": 1000,
         "best_path_first": True,
         "max_val_pairs": 0,
-        "max_val_decisions": 150,
+        "max_val_decisions": 100,
         "beta": 0.1,
         "lr": 5e-4,
         "epochs": 1.0,
@@ -435,25 +435,48 @@ def stage_train(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     return {"metrics": res.metrics, "data": res.data, "wall_s": round(wall, 1)}
 
 
+def validation_tasks(cfg: dict[str, Any], seed: int) -> list[str]:
+    """The TRAIN-split tasks the pairs stage held out for validation (never trained on).
+
+    Settings (step limit, pair values, ...) are chosen on these, never on test tasks.
+    """
+    from agentq.envs.webshop import WebShopEnv
+
+    from agentq.data.pairs import split_of
+
+    tasks = WebShopEnv(**dict(cfg.get("env_options", {}))).tasks("train")
+    if cfg["collect_tasks"]:
+        tasks = tasks[: cfg["collect_tasks"]]
+    return [t for t in tasks if split_of(t, cfg["val_fraction"], seed) == "validation"]
+
+
 def stage_eval(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
-    """SmolLM2 on TEST tasks: greedy vs best-of-N (Q-model) vs random among N -> report/."""
+    """SmolLM2 on TEST tasks (or, with ``eval_split: validation``, on the held-out TRAIN tasks
+    of :func:`validation_tasks`): greedy vs best-of-N (Q-model) vs random among N -> report/."""
     from agentq.eval.runner import run_evaluation
 
+    tasks: int | list[str] = cfg["eval_tasks"]
+    split = "test"
+    if cfg.get("eval_split") == "validation":
+        split = "train"
+        tasks = validation_tasks(cfg, seed)[: cfg["eval_tasks"] or None]
     rep = run_evaluation(
         env="webshop",
-        split="test",
+        split=split,
         policy=cfg["eval_policy"],
         qmodel=str(out / "qmodel"),
-        methods=["greedy,best-of-n,random"],
+        methods=[cfg.get("eval_methods", "greedy,best-of-n,random")],
         n=[cfg["eval_n"]],
-        tasks=cfg["eval_tasks"],
+        tasks=tasks,
         max_steps=cfg["eval_max_steps"],
         temperature=cfg["eval_temperature"],
         env_option=[f"{k}={json.dumps(v)}" for k, v in cfg.get("env_options", {}).items()],
         policy_option=[f"max_length={cfg['max_length']}"],
         seed=seed,
-        out=out / "report",
+        out=out / ("report" if split == "test" else "report-validation"),
         overwrite=True,
+        backend=cfg.get("eval_backend", "local"),
+        workers=cfg.get("eval_workers", 0),
         command=shlex.join([sys.executable, *sys.argv]),
     )
     print(rep["table"])
@@ -478,13 +501,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--collect-tasks", type=int, default=None)
     ap.add_argument("--eval-tasks", type=int, default=None)
     ap.add_argument(
+        "--eval-split",
+        choices=["test", "validation"],
+        default=None,
+        help="test (default) or validation: the held-out TRAIN tasks, for choosing settings.",
+    )
+    ap.add_argument("--eval-methods", default=None, help="e.g. greedy,best-of-n,random")
+    ap.add_argument("--eval-backend", choices=["local", "ray"], default=None)
+    ap.add_argument("--eval-workers", type=int, default=None)
+    ap.add_argument("--gamma", type=float, default=None, help="Pair value discount (pairs stage).")
+    ap.add_argument(
         "--ship",
         action="store_true",
         help="Copy the trained Q-model into agentq/eval/assets/qmodel_webshop (the demo's).",
     )
     args = ap.parse_args(argv)
     cfg = dict(SCALES[args.scale])
-    for k in ("collect_policy", "collect_tasks", "eval_tasks"):
+    for k in (
+        "collect_policy",
+        "collect_tasks",
+        "eval_tasks",
+        "eval_split",
+        "eval_methods",
+        "eval_backend",
+        "eval_workers",
+        "gamma",
+    ):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     args.out.mkdir(parents=True, exist_ok=True)

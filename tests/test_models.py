@@ -630,12 +630,16 @@ def test_prefix_sharing_does_less_work(scorer: QValueScorer) -> None:
     """Counted model calls, not time: one prefix pass + one candidate pass per model."""
     calls: list[int] = []
     base = scorer.model.get_base_model()
+    if scorer.prefix_cache is not None:  # earlier tests scored these: start from nothing
+        scorer.prefix_cache.clear()
     hook = base.model.register_forward_hook(lambda m, i, kw_out: calls.append(1))
     try:
         scorer.score_batch([(c, ACTIONS) for c in CONTEXTS])
+        assert len(calls) == 4  # (prefix + candidates) x (policy, reference), all at once
+        scorer.score_batch([(c, ACTIONS) for c in CONTEXTS])  # every action stored: no call
+        assert len(calls) == 4
     finally:
         hook.remove()
-    assert len(calls) == 4  # (prefix + candidates) x (policy, reference), all contexts at once
 
 
 def test_grouped_loss_equals_dpo_on_whole_sequences(dirs: dict[str, Path]) -> None:
@@ -695,6 +699,7 @@ def test_decision_types_of_webshop_pairs() -> None:
 
     assert decision_type(pair("search[red mug]", "search[mug]")) == "search"
     assert decision_type(pair("click[buy now]", "click[20 oz]")) == "buy"
+    assert decision_type(pair("click[20 oz]", "click[buy now]")) == "go on"
     assert decision_type(pair("click[b0kepatami]", "click[next >]")) == "product"
     assert decision_type(pair("Thought: orange.\nclick[orange]", "click[blue]")) == "option"
     assert decision_type(pair("click[next >]", "click[back to search]")) == "navigation"

@@ -153,14 +153,30 @@ def test_reference_pass_reuses_the_policys_prefix(dirs: dict[str, Path]) -> None
     scorer = QValueScorer.from_pretrained(dirs["q"], device="cpu", prefix_cache=cache)
     assert model_namespace(pmodel) == model_namespace(scorer.model, adapter=False)
     assert model_namespace(pmodel) != model_namespace(scorer.model, adapter=True)
+    plain = QValueScorer.from_pretrained(dirs["q"], device="cpu", prefix_cache=False)
     ctx = episode(3)[-1]
     policy.propose(ctx, 2, valid_actions=VALID)
-    scorer.score(ctx, VALID[1:3])
+    got = scorer.score(ctx, [*VALID[1:3], "click[not offered]"])
+    want = plain.score(ctx, [*VALID[1:3], "click[not offered]"])
+    assert max(abs(x - y) for x, y in zip(got, want, strict=True)) < 1e-4
     st = scorer.stats()
-    # adapter on: a miss; adapter off: the policy's prompt, all but its last token
+    # adapter on: a miss; adapter off: the two valid actions' log-probs are the policy's own
+    # (no model run for them), the third runs after the policy's prompt, all but its last token
     prompt = tokenize_for_scoring(scorer.tokenizer, ctx, "x")[0]
+    assert st["actions_reused"] == 2
     assert st["lookups"] == 2 and st["hits"] == 1
     assert st["tokens_reused"] == len(prompt) - 1
+    # every action stored: the same reference pass again runs nothing
+    before = scorer.stats()["lookups"]
+    with adapter_disabled(scorer.model):
+        prefix_shared_logprobs(
+            scorer.model,
+            scorer.tokenizer,
+            [(ctx, VALID[1:3])],
+            cache=cache,
+            namespace=model_namespace(scorer.model, adapter=False),
+        )
+    assert scorer.stats()["lookups"] == before and cache.totals.actions_reused == 4
 
 
 # -- sampling ------------------------------------------------------------------------------

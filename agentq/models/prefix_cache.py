@@ -25,7 +25,12 @@ Who uses it (:func:`shared_prefix_cache` is the one process-wide instance by def
 * :func:`agentq.models.scorer.prefix_shared_logprobs`: the constrained
   :class:`~agentq.models.proposer.LocalProposer`, its log-probs of free candidates, and
   :class:`~agentq.models.scorer.QValueScorer` (adapter on and adapter off, each in its own
-  namespace), so ``agentq serve`` reuses a prefix across requests too.
+  namespace), so ``agentq serve`` reuses a prefix across requests too. Besides KV, the
+  cache keeps the per-token log-probs of the actions scored (a small LRU of at most
+  ``max_action_entries`` actions, keyed by namespace, a digest of the prompt ids and the
+  action ids): when the Q-model's base is the policy's model, its reference pass over the
+  N candidates reads what the constrained policy computed for every valid action at that
+  step, and runs no model at all (``actions_reused`` in the stats).
 * Free generation (:func:`cached_generate`) in :class:`LocalProposer` and
   ``LocalChatModel``: used when every row of one ``generate`` call has the same prompt (one
   context, N samples). Several different prompts in one call are left-padded together and
@@ -51,6 +56,7 @@ import hashlib
 import heapq
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -114,7 +120,11 @@ class CacheStats:
     tokens_computed: int = 0
     """Prompt (prefill) tokens run through the model."""
     candidate_tokens: int = 0
-    """Candidate-action tokens run over a prompt's KV (scoring; not prefill, never cached)."""
+    """Candidate-action tokens run over a prompt's KV (scoring; not prefill)."""
+    actions_reused: int = 0
+    """Candidate actions whose log-probs were read from the cache instead of computed (the
+    Q-model's reference pass reading what the policy scored, see
+    :meth:`PrefixCache.lookup_actions`)."""
 
     @property
     def misses(self) -> int:
@@ -128,9 +138,11 @@ class CacheStats:
         reused: int = 0,
         computed: int = 0,
         candidates: int = 0,
+        actions_reused: int = 0,
     ) -> None:
         """Add to the counters."""
         self.candidate_tokens += candidates
+        self.actions_reused += actions_reused
         self.lookups += lookups
         self.hits += hits
         self.tokens_reused += reused
@@ -159,6 +171,13 @@ class _Node:
         self.nbytes = sum(int(k.nbytes) + int(v.nbytes) for k, v in self.kv)
 
 
+def _prompt_key(prompt: Sequence[int]) -> bytes:
+    """A 128-bit digest of a prompt's token ids (the action memo's key; ids are < 2**32)."""
+    from array import array
+
+    return hashlib.blake2b(array("I", [int(t) for t in prompt]).tobytes(), digest_size=16).digest()
+
+
 def _common(a: Sequence[int], b: Sequence[int], start: int) -> int:
     """Length of the common prefix of ``a`` and ``b[start:]``."""
     n = min(len(a), len(b) - start)
@@ -183,7 +202,9 @@ class PrefixCache:
     docstring for what a namespace is and who uses the cache.
     """
 
-    def __init__(self, max_bytes: Any = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(
+        self, max_bytes: Any = DEFAULT_CACHE_BYTES, max_action_entries: int = 8192
+    ) -> None:
         self.max_bytes = parse_cache_bytes(max_bytes)
         self._lock = threading.RLock()
         self._roots: dict[Hashable, _Node] = {}
@@ -196,6 +217,10 @@ class PrefixCache:
         """Leaves evicted so far."""
         self.totals = CacheStats()
         """Counters over every consumer of this cache."""
+        self.max_action_entries = max_action_entries
+        self._actions: OrderedDict[tuple[Hashable, bytes, tuple[int, ...]], list[float]] = (
+            OrderedDict()
+        )
 
     # -- public ----------------------------------------------------------------------------
     def set_budget(self, max_bytes: Any) -> None:
@@ -208,6 +233,7 @@ class PrefixCache:
         """Drop every entry (counters are kept)."""
         with self._lock:
             self._roots.clear()
+            self._actions.clear()
             self.bytes = 0
 
     def match(
@@ -294,9 +320,49 @@ class PrefixCache:
             self.peak_bytes = max(self.peak_bytes, self.bytes)
             return added
 
+    def lookup_actions(
+        self, namespace: Hashable, prompt: Sequence[int], actions: Sequence[Sequence[int]]
+    ) -> list[list[float] | None]:
+        """Per action, its per-token log-probs after ``prompt`` if stored, else None.
+
+        A policy scoring every valid action and a Q-model's reference pass (the same base
+        model: the same namespace) ask for the same (prompt, action) token ids at one step;
+        the second reads the first's numbers instead of running the model again.
+        """
+        key = _prompt_key(prompt)
+        with self._lock:
+            out: list[list[float] | None] = []
+            for a in actions:
+                k = (namespace, key, tuple(int(t) for t in a))
+                hit = self._actions.get(k)
+                if hit is not None:
+                    self._actions.move_to_end(k)
+                out.append(list(hit) if hit is not None else None)
+            return out
+
+    def store_actions(
+        self,
+        namespace: Hashable,
+        prompt: Sequence[int],
+        actions: Sequence[Sequence[int]],
+        logprobs: Sequence[Sequence[float]],
+    ) -> None:
+        """Keep the per-token log-probs of ``actions`` after ``prompt`` (LRU, at most
+        ``max_action_entries`` actions: a few floats each, outside the KV byte budget)."""
+        if self.max_action_entries <= 0:
+            return
+        key = _prompt_key(prompt)
+        with self._lock:
+            for a, lp in zip(actions, logprobs, strict=True):
+                k = (namespace, key, tuple(int(t) for t in a))
+                self._actions[k] = [float(x) for x in lp]
+                self._actions.move_to_end(k)
+            while len(self._actions) > self.max_action_entries:
+                self._actions.popitem(last=False)
+
     def record(self, stats: CacheStats | None, **counts: int) -> None:
-        """Add ``counts`` (``lookups``, ``hits``, ``reused``, ``computed``, ``candidates``) to
-        ``stats`` and to this cache's totals."""
+        """Add ``counts`` (``lookups``, ``hits``, ``reused``, ``computed``, ``candidates``,
+        ``actions_reused``) to ``stats`` and to this cache's totals."""
         with self._lock:
             self.totals.add(**counts)
             if stats is not None:
@@ -322,6 +388,7 @@ class PrefixCache:
                 peak_bytes=self.peak_bytes,
                 budget_bytes=self.max_bytes,
                 entries=self.entries(),
+                action_entries=len(self._actions),
                 evictions=self.evictions,
                 namespaces=len(self._roots),
             )

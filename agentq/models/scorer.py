@@ -249,6 +249,9 @@ def prefix_shared_logprobs(
     the whole prompt's KV is stored for later calls. Rows of one batch with different cached
     lengths are laid out as ``[cached | hole | new tokens]`` with the hole masked, so the
     result equals the uncached one to float rounding. ``stats`` counts reuse and compute.
+    An action the cache already scored after the same prompt ids in the same namespace is not
+    run again (:meth:`~agentq.models.prefix_cache.PrefixCache.lookup_actions`): a Q-model's
+    reference pass reads the log-probs the policy computed when it scored its valid actions.
     """
     import torch
 
@@ -258,15 +261,17 @@ def prefix_shared_logprobs(
     groups = _groups(encoded)
     if any(not g.prompt for g in groups):
         raise ScorerError("an empty prompt cannot be scored (the chat template produced no tokens)")
+    if cache is not None and not supports_prefix_cache(model):
+        cache = None
+    if cache is not None and namespace is None:
+        namespace = model_namespace(model)
+    if cache is not None:
+        groups = _read_stored_actions(cache, namespace, groups, out, stats)
     if not groups:
         return out
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     cache_kw = cache_kwarg(model)
-    if cache is not None and not supports_prefix_cache(model):
-        cache = None
-    if cache is not None and namespace is None:
-        namespace = model_namespace(model)
     with torch.inference_mode():
         for run in _chunks(groups, max_prefix_tokens):
             # one prefill pass from each prompt's cached prefix (at least its last token is
@@ -329,8 +334,40 @@ def prefix_shared_logprobs(
                 stats.add(candidates=cand_tokens)
             if cache is not None:
                 cache.record(None, candidates=cand_tokens)
+                for g in run:
+                    cache.store_actions(
+                        namespace, g.prompt, g.actions, [out[g.item][j] for j in g.members]
+                    )
             del cache_out
     return out
+
+
+def _read_stored_actions(
+    cache: PrefixCache,
+    namespace: Hashable,
+    groups: list[_Group],
+    out: list[list[list[float]]],
+    stats: CacheStats | None,
+) -> list[_Group]:
+    """Fill ``out`` with the actions whose log-probs the cache holds for the same prompt in
+    the same namespace (:meth:`PrefixCache.lookup_actions`); return the groups still to run."""
+    left: list[_Group] = []
+    reused = 0
+    for g in groups:
+        stored = cache.lookup_actions(namespace, g.prompt, g.actions)
+        keep = _Group(g.item, g.prompt, [], [])
+        for j, a, lp in zip(g.members, g.actions, stored, strict=True):
+            if lp is None:
+                keep.members.append(j)
+                keep.actions.append(a)
+            else:
+                out[g.item][j] = lp
+                reused += 1
+        if keep.members:
+            left.append(keep)
+    if reused:
+        cache.record(stats, actions_reused=reused)
+    return left
 
 
 def naive_logprobs(

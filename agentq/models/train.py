@@ -281,15 +281,20 @@ _NAVIGATION = {"next >", "< prev", "back to search", "description", "features", 
 def decision_type(pair: dict[str, Any]) -> str:
     """The kind of decision a pair is about, from its two actions (WebShop-style commands).
 
-    ``search`` (a query), ``buy`` (buy now or go on), ``product`` (which item to open),
-    ``option`` (which option to pick), else ``navigation``; ``other`` for non-WebShop actions.
+    ``search`` (a query), ``buy`` (``buy now`` is the better action), ``go on`` (``buy now``
+    is the worse one: an option is still missing, or the item is wrong), ``product`` (which
+    item to open), ``option`` (which option to pick), else ``navigation``; ``other`` for
+    non-WebShop actions. ``buy`` and ``go on`` are apart because a Q-model that learned "buying
+    is good" wins the first and loses the second: together they hide premature buying.
     """
     acts = [str(pair[s][-1]["content"]) for s in ("chosen", "rejected")]
     low = [a.lower() for a in acts]
     if any("search[" in a for a in low):
         return "search"
-    if any("click[buy now]" in a for a in low):
+    if "click[buy now]" in low[0]:
         return "buy"
+    if "click[buy now]" in low[1]:
+        return "go on"
     if any(_ASIN_CLICK.search(a) for a in acts):
         return "product"
     args = [re.findall(r"click\[([^\]]*)\]", a) for a in low]
