@@ -350,3 +350,18 @@ def test_bad_cache_budget_is_one_error_line_and_exit_2(dirs: dict[str, Path]) ->
         assert len(lines) == 1 and lines[0].startswith("error:") and "positive size" in lines[0]
     with pytest.raises(UserInputError):
         QValueScorer.from_pretrained(dirs["q"], device="cpu", cache_bytes="0")
+
+
+def test_a_model_in_training_mode_is_never_cached(dirs: dict[str, Path]) -> None:
+    """Dropout on: outputs differ run to run, so neither KV nor scored actions are stored."""
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    cache = PrefixCache("64MiB")
+    model.train()
+    try:
+        prefix_shared_logprobs(model, tok, [(TASK, VALID)], cache=cache)
+    finally:
+        model.eval()
+    assert cache.totals.lookups == 0 and cache.bytes == 0
+    assert cache.stats()["action_entries"] == 0
+    prefix_shared_logprobs(model, tok, [(TASK, VALID)], cache=cache)
+    assert cache.totals.lookups == 1 and cache.stats()["action_entries"] == len(VALID)

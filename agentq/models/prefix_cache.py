@@ -536,7 +536,10 @@ def model_namespace(model: Any, adapter: bool | None = None) -> tuple[Any, ...]:
 
 
 def supports_prefix_cache(model: Any) -> bool:
-    """True when ``model`` uses plain full-attention KV layers (what this cache stores)."""
+    """True when ``model`` uses plain full-attention KV layers (what this cache stores) and is
+    not in training mode (dropout on: its outputs are not the same twice)."""
+    if getattr(model, "training", False):
+        return False
     cfg = getattr(_base_model(model), "config", None)
     if cfg is None:
         return False
