@@ -21,6 +21,10 @@ from the ``validation`` split of a pairs.jsonl (tasks the model was not trained 
 
     python benchmarks/webshop_decisions.py runs/ship6/pairs.jsonl \\
         --qmodel agentq/eval/assets/qmodel_webshop --qmodel runs/ship6/qmodel --per-type 60
+
+``--trajectories DIR/trajectories.jsonl`` instead counts, per method of an ``agentq eval`` run,
+what its episodes did on the way to the goal (:data:`TRAJECTORY_ROWS`: the gold product among
+the samples and opened, a missing option offered and taken, purchases with options missing).
 """
 
 from __future__ import annotations
@@ -48,22 +52,34 @@ def _click(text: str) -> str:
     return text.strip().lower()
 
 
+def chosen_line(page: str) -> str:
+    """The lower-cased ``chosen: kind=value, ...`` line of an item page ("" when none)."""
+    return next((ln for ln in page.lower().splitlines() if ln.startswith("chosen:")), "")
+
+
+def missing_options(page: str, goal: dict[str, Any]) -> list[str]:
+    """The goal options (lower case) an item page does not show as chosen, as written."""
+    chosen = chosen_line(page)
+    return [
+        o for o in (str(x).lower() for x in goal.get("goal_options") or []) if f"={o}" not in chosen
+    ]
+
+
 def pair_type(pair: dict[str, Any], goal: dict[str, Any]) -> str | None:
     """The row of :data:`TYPES` a pair belongs to (None: none of them)."""
     page = str(pair["prompt"][-1]["content"]).lower()
     lines = page.splitlines()
-    chosen_line = next((ln for ln in lines if ln.startswith("chosen:")), "")
+    chosen = chosen_line(page)
     win = _click(pair["chosen"][-1]["content"])
     lose = _click(pair["rejected"][-1]["content"])
-    options = [str(o).lower() for o in goal.get("goal_options") or []]
     if "[buy now]" in page:  # an item page
-        missing = [o for o in options if f"={o}" not in chosen_line]
+        missing = missing_options(page, goal)
         if not missing:
             return "buy (complete) > other" if win == "click[buy now]" else None
         if win in {f"click[{o}]" for o in missing}:
             if lose == "click[buy now]":
                 return "missing option > buy"
-            if chosen_line and f"={lose[6:-1]}" in chosen_line:
+            if chosen and f"={lose[6:-1]}" in chosen:
                 return "missing option > re-click chosen"
             return "missing option > other"
         return "wait > buy (incomplete)" if lose == "click[buy now]" else None
@@ -90,6 +106,81 @@ def typed_pairs(
     return {t: rng.sample(ps, min(per_type, len(ps))) if per_type else ps for t, ps in by.items()}
 
 
+TRAJECTORY_ROWS = (
+    "bought something",
+    "the gold product was among the first results page's samples",
+    "opened the gold product",
+    "gold item page, a missing goal option among the samples",
+    "... took it",
+    "bought the gold product",
+    "... with a goal option still missing",
+    "... of those, the missing option was among the samples at the buy step",
+    "success",
+)
+
+
+def _on_gold_page(page: str, gold: str) -> bool:
+    lines = page.lower().splitlines()
+    return "[buy now]" in page.lower() and len(lines) > 1 and f"[{gold}]" in lines[1]
+
+
+def trajectory_counts(episode: dict[str, Any], goal: dict[str, Any]) -> dict[str, int]:
+    """The :data:`TRAJECTORY_ROWS` counts of one ``agentq eval`` episode (trajectories.jsonl).
+
+    The page before step ``i`` is step ``i - 1``'s observation; goal options are matched as the
+    page writes them (the reward's fuzzy matching may accept others).
+    """
+    gold = str(goal["asin"]).lower()
+    c = dict.fromkeys(TRAJECTORY_ROWS, 0)
+    steps = episode["steps"]
+    for i, step in enumerate(steps):
+        action = step["action"].strip().lower()
+        page = steps[i - 1]["observation"] if i else ""
+        cands = [
+            x["text"].strip().lower() for x in (step.get("selection") or {}).get("candidates", [])
+        ]
+        if i == 1:
+            c[TRAJECTORY_ROWS[1]] = int(f"click[{gold}]" in cands)
+        if action == f"click[{gold}]":
+            c[TRAJECTORY_ROWS[2]] = 1
+        if not _on_gold_page(page, gold):
+            continue
+        missing = [f"click[{o}]" for o in missing_options(page, goal)]
+        if action == "click[buy now]":
+            c[TRAJECTORY_ROWS[5]] += 1
+            if missing:
+                c[TRAJECTORY_ROWS[6]] += 1
+                c[TRAJECTORY_ROWS[7]] += any(m in cands for m in missing)
+        if any(m in cands for m in missing):  # whatever was chosen, buy now included
+            c[TRAJECTORY_ROWS[3]] += 1
+            c[TRAJECTORY_ROWS[4]] += action in missing
+    c[TRAJECTORY_ROWS[0]] = int(any(s["action"].strip().lower() == "click[buy now]" for s in steps))
+    c[TRAJECTORY_ROWS[8]] = int(bool(episode.get("success")))
+    return c
+
+
+def trajectory_table(path: Path) -> str:
+    """Per method of an ``agentq eval`` run on WebShop, :data:`TRAJECTORY_ROWS` summed."""
+    from agentq.envs.webshop import WebShopEnv
+
+    env = WebShopEnv()
+    sums: dict[str, dict[str, int]] = {}
+    with path.open() as f:
+        for line in f:
+            if line.strip():
+                e = json.loads(line)
+                counts = trajectory_counts(e, env.goal_of(str(e["task_id"])))
+                into = sums.setdefault(e["method"], dict.fromkeys(TRAJECTORY_ROWS, 0))
+                for k, v in counts.items():
+                    into[k] += v
+    methods = list(sums)
+    out = ["| | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    out += [
+        f"| {r} | " + " | ".join(str(sums[m][r]) for m in methods) + " |" for r in TRAJECTORY_ROWS
+    ]
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the table: one column per Q-model."""
     from agentq.data.tara import pairwise_accuracy
@@ -97,12 +188,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agentq.specs import resolve_scorer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("pairs", type=Path, help="pairs.jsonl with a validation split")
-    ap.add_argument("--qmodel", action="append", required=True, help="Q-model dir (repeatable)")
+    ap.add_argument("pairs", type=Path, nargs="?", help="pairs.jsonl with a validation split")
+    ap.add_argument("--qmodel", action="append", default=[], help="Q-model dir (repeatable)")
     ap.add_argument("--per-type", type=int, default=60, help="pairs per row (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--trajectories",
+        type=Path,
+        help="Instead: count what episodes of an agentq eval run did on the way to the goal.",
+    )
     args = ap.parse_args(argv)
     try:
+        if args.trajectories is not None:
+            if not args.trajectories.exists():
+                raise UserInputError(f"{args.trajectories}: not found")
+            print(trajectory_table(args.trajectories))
+            return 0
+        if args.pairs is None or not args.qmodel:
+            raise UserInputError("give a pairs.jsonl and at least one --qmodel (or --trajectories)")
         if not args.pairs.exists():
             raise UserInputError(f"{args.pairs}: not found")
         with args.pairs.open() as f:

@@ -66,3 +66,40 @@ def test_bad_pairs_file_is_one_error_line(wd, tmp_path: Path, capsys) -> None:
     assert wd.main([str(tmp_path / "missing.jsonl"), "--qmodel", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_trajectory_counts_of_a_premature_buy(wd) -> None:
+    def step(action: str, obs: str, cands: list[str]) -> dict[str, Any]:
+        return {
+            "action": action,
+            "observation": obs,
+            "selection": {"candidates": [{"text": c} for c in cands]},
+        }
+
+    one = ITEM.format(chosen="chosen: color=orange\n")
+    episode = {
+        "success": False,
+        "steps": [
+            step("search[mug]", RESULTS, ["search[mug]"]),
+            step(
+                "click[b0goldasin]", ITEM.format(chosen=""), ["click[b0goldasin]", "click[next >]"]
+            ),
+            step("click[orange]", one, ["click[orange]", "click[20 oz]", "click[buy now]"]),
+            step("click[buy now]", "You bought it.", ["click[buy now]", "click[16 oz]"]),
+        ],
+    }
+    c = wd.trajectory_counts(episode, GOAL)
+    assert c["the gold product was among the first results page's samples"] == 1
+    assert c["opened the gold product"] == 1
+    # offered on the first item page (orange, taken); at the buy step 20 oz was not offered
+    assert c["gold item page, a missing goal option among the samples"] == 1
+    assert c["... took it"] == 1
+    assert c["bought the gold product"] == 1 and c["... with a goal option still missing"] == 1
+    assert c["... of those, the missing option was among the samples at the buy step"] == 0
+    assert c["bought something"] == 1 and c["success"] == 0
+
+
+def test_no_pairs_and_no_trajectories_is_one_error_line(wd, capsys) -> None:
+    assert wd.main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
