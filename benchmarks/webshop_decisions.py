@@ -9,13 +9,18 @@ which product is the target) to split the item-page decisions by what the page l
 |---|---|
 | gold product > other | results page: the target product over another action |
 | buy (complete) > other | every goal option chosen: ``buy now`` over anything else |
-| missing option > buy | a goal option missing: clicking it over ``buy now`` |
-| wait > buy (incomplete) | a goal option missing and not the chosen action: any non-buy action over ``buy now`` |
+| missing option > buy, none chosen | no option chosen yet: clicking a missing one over ``buy now`` |
+| missing option > buy, one chosen | an option chosen, a goal option missing: clicking it over ``buy now`` |
+| wait > buy, none chosen | no option chosen yet: any non-buy action but a goal option over ``buy now`` |
+| wait > buy, one chosen | an option chosen, a goal option missing: any non-buy action but it over ``buy now`` |
 | missing option > re-click chosen | clicking the missing option over re-clicking a chosen one |
 | missing option > other | clicking the missing option over any other action |
 
 A Q-model that learned "buying is good" without reading the chosen options wins the first
-two rows and loses the next two: that is the premature buy seen in evaluation. Pairs come
+two rows and loses the next four: that is the premature buy seen in evaluation. The rows with
+an option already chosen are the decision a success hinges on (one option chosen, one missing:
+buying earns the partial reward, 0.8, against 0.95 for the missing option); the rows with none
+chosen are easier (buying then earns less) and, in the trees, several times more frequent. Pairs come
 from the ``validation`` split of a pairs.jsonl (tasks the model was not trained on); up to
 ``--per-type`` per row, a seeded sample.
 
@@ -41,8 +46,10 @@ from typing import Any
 TYPES = (
     "gold product > other",
     "buy (complete) > other",
-    "missing option > buy",
-    "wait > buy (incomplete)",
+    "missing option > buy, none chosen",
+    "missing option > buy, one chosen",
+    "wait > buy, none chosen",
+    "wait > buy, one chosen",
     "missing option > re-click chosen",
     "missing option > other",
 )
@@ -76,13 +83,14 @@ def pair_type(pair: dict[str, Any], goal: dict[str, Any]) -> str | None:
         missing = missing_options(page, goal)
         if not missing:
             return "buy (complete) > other" if win == "click[buy now]" else None
+        some = "one chosen" if chosen else "none chosen"
         if win in {f"click[{o}]" for o in missing}:
             if lose == "click[buy now]":
-                return "missing option > buy"
+                return f"missing option > buy, {some}"
             if chosen and f"={lose[6:-1]}" in chosen:
                 return "missing option > re-click chosen"
             return "missing option > other"
-        return "wait > buy (incomplete)" if lose == "click[buy now]" else None
+        return f"wait > buy, {some}" if lose == "click[buy now]" else None
     if any(ln.startswith("page ") for ln in lines[:3]):
         return "gold product > other" if win == f"click[{str(goal['asin']).lower()}]" else None
     return None

@@ -424,6 +424,7 @@ def stage_train(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         target_modules=tuple(cfg["target_modules"]),
         lora_layers=cfg.get("lora_layers", 0),
         gradient_checkpointing=cfg.get("gradient_checkpointing", False),
+        loss=cfg.get("loss", "pairwise"),
         seed=seed,
     )
     t0 = time.perf_counter()
@@ -511,6 +512,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--eval-workers", type=int, default=None)
     ap.add_argument("--gamma", type=float, default=None, help="Pair value discount (pairs stage).")
     ap.add_argument(
+        "--loss", choices=["pairwise", "listwise"], default=None, help="Train stage's DPO loss."
+    )
+    ap.add_argument(
         "--ship",
         action="store_true",
         help="Copy the trained Q-model into agentq/eval/assets/qmodel_webshop (the demo's).",
@@ -526,6 +530,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "eval_backend",
         "eval_workers",
         "gamma",
+        "loss",
     ):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)

@@ -687,6 +687,47 @@ def test_grouped_loss_equals_dpo_on_whole_sequences(dirs: dict[str, Path]) -> No
     assert float(loss) == pytest.approx(sum(want) / len(want), abs=1e-4)
     assert abs(float(loss) - math.log(2)) > 1e-3  # the adapter is really off the identity
 
+    # listwise (DPO's Plackett-Luce form): one softmax term per winner against what it beats
+    with torch.no_grad():
+        lw, lw_stats = group_dpo_loss(peft, [g.to_dict() for g in groups], beta, "listwise")
+
+    def reward(context: list[dict[str, str]], action: str) -> float:
+        pol = seq_logp(context, action)
+        with adapter_disabled(peft):
+            return beta * (pol - seq_logp(context, action))
+
+    beats: dict[tuple[str, str], list[str]] = {}
+    for p in pairs:
+        key = (json.dumps(p["prompt"]), p["chosen"][-1]["content"])
+        beats.setdefault(key, []).append(p["rejected"][-1]["content"])
+    terms = []
+    for (prompt, winner), losers in beats.items():
+        ctx = json.loads(prompt)
+        rs = torch.tensor([reward(ctx, a) for a in [winner, *losers]])
+        terms.append(float(torch.logsumexp(rs, 0) - rs[0]))
+    assert len(terms) == 7  # the three-action node: its best action beats two, one term
+    assert float(lw) == pytest.approx(sum(terms) / len(terms), abs=1e-4)
+    assert lw_stats["pairs"] == 8  # accuracy and margin stay pairwise
+    with pytest.raises(UserInputError, match="loss must be"):
+        group_dpo_loss(peft, [g.to_dict() for g in groups], beta, "pointwise")
+
+
+def test_listwise_loss_is_dpo_on_two_actions_and_checked_in_config() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from agentq.models.step_dpo import listwise_terms
+    from agentq.models.train import TrainConfig
+
+    r = torch.tensor([0.3, -0.2, 0.1])
+    assert float(listwise_terms(r, [(0, 1)])[0]) == pytest.approx(float(-F.logsigmoid(r[0] - r[1])))
+    both = listwise_terms(r, [(0, 1), (0, 2), (2, 1)])
+    assert float(both[0]) == pytest.approx(float(torch.logsumexp(r, 0) - r[0]))
+    with pytest.raises(UserInputError, match="loss must be"):
+        TrainConfig(loss="pointwise")
+    with pytest.raises(UserInputError, match="grouped trainer"):
+        TrainConfig(loss="listwise", trainer="trl")
+
 
 def test_decision_types_of_webshop_pairs() -> None:
     from agentq.models.train import decision_type

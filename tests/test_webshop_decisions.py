@@ -37,10 +37,21 @@ def pair(page: str, win: str, lose: str) -> dict[str, Any]:
 def test_item_page_pairs_are_typed_by_the_missing_options(wd) -> None:
     one = ITEM.format(chosen="chosen: color=orange\n")
     both = ITEM.format(chosen="chosen: color=orange, capacity=20 oz\n")
-    assert wd.pair_type(pair(one, "click[20 oz]", "click[buy now]"), GOAL) == "missing option > buy"
+    none = ITEM.format(chosen="")
+    assert (
+        wd.pair_type(pair(one, "click[20 oz]", "click[buy now]"), GOAL)
+        == "missing option > buy, one chosen"
+    )
+    assert (
+        wd.pair_type(pair(none, "click[20 oz]", "click[buy now]"), GOAL)
+        == "missing option > buy, none chosen"
+    )
     assert (
         wd.pair_type(pair(one, "click[orange]", "click[buy now]"), GOAL)
-        == "wait > buy (incomplete)"
+        == "wait > buy, one chosen"
+    )
+    assert wd.pair_type(pair(none, "click[reviews]", "click[buy now]"), GOAL) == (
+        "wait > buy, none chosen"
     )
     assert (
         wd.pair_type(pair(one, "click[20 oz]", "click[orange]"), GOAL)

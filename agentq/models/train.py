@@ -74,6 +74,10 @@ class TrainConfig:
         False, help="Recompute activations (less memory, ~30% more compute)."
     )
     """Recompute activations in the backward pass (saves memory, costs ~30% more compute)."""
+    loss: str = option("pairwise", help="pairwise (DPO per pair) or listwise (grouped trainer).")
+    """``pairwise``: DPO's loss on every pair; ``listwise``: DPO's Plackett-Luce form over a
+    decision's siblings, one softmax term per winning action against every action it beats
+    (:mod:`agentq.models.step_dpo`; grouped trainer only)."""
     trainer: str = option("grouped", help="grouped (agentq's loss) or trl.", cli=False)
     """``grouped``: agentq's loss, one prompt pass per decision and reference log-probs computed
     once (:mod:`agentq.models.step_dpo`); ``trl``: TRL's ``DPOTrainer`` on whole pairs."""
@@ -114,6 +118,10 @@ class TrainConfig:
             raise UserInputError(f"lora_layers must be >= 0 (0 = all), not {self.lora_layers}")
         if self.trainer not in ("grouped", "trl"):
             raise UserInputError(f"trainer must be grouped or trl, not {self.trainer!r}")
+        if self.loss not in ("pairwise", "listwise"):
+            raise UserInputError(f"loss must be pairwise or listwise, not {self.loss!r}")
+        if self.loss == "listwise" and self.trainer != "grouped":
+            raise UserInputError("the listwise loss needs the grouped trainer")
         if self.aggregation not in ("sum", "mean"):
             raise UserInputError(f"aggregation must be sum or mean, not {self.aggregation!r}")
 
@@ -494,6 +502,7 @@ def train_qmodel(
             args,
             Dataset.from_list([g.to_dict() for g in groups]),
             [_progress_callback(progress)],
+            cfg.loss,
         )
     else:
         train_tok = tokenize_pairs(tok, train_pairs, cfg.max_length, where)
