@@ -425,6 +425,7 @@ def stage_train(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         lora_layers=cfg.get("lora_layers", 0),
         gradient_checkpointing=cfg.get("gradient_checkpointing", False),
         loss=cfg.get("loss", "pairwise"),
+        focal_gamma=cfg.get("focal_gamma", 0.0),
         seed=seed,
     )
     t0 = time.perf_counter()
@@ -514,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--loss", choices=["pairwise", "listwise"], default=None, help="Train stage's DPO loss."
     )
+    ap.add_argument("--focal-gamma", type=float, default=None, help="Train stage's focal weight.")
     ap.add_argument(
         "--ship",
         action="store_true",
@@ -531,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "eval_workers",
         "gamma",
         "loss",
+        "focal_gamma",
     ):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)

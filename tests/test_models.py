@@ -626,6 +626,27 @@ def test_score_flags_are_the_score_config_fields(tmp_path: Path) -> None:
     assert r.exit_code == 2 and r.stderr.strip().startswith("error: aggregation must be sum")
 
 
+def test_packed_candidates_equal_one_row_per_candidate(
+    scorer: QValueScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Candidates packed in one row under a 4-D mask score as one row per candidate does,
+    also when a prompt's candidates span several rows and batches."""
+    import agentq.models.scorer as sc
+
+    items = [(c, ACTIONS) for c in CONTEXTS]
+    kw = dict(beta=scorer.beta, max_length=scorer.max_length)
+    assert sc.packs_candidates(scorer.model)
+    packed = sc.score_items(scorer.model, scorer.tokenizer, items, **kw)
+    monkeypatch.setattr(sc, "PACKED_QUERY_TOKENS", 8)
+    split = sc.score_items(scorer.model, scorer.tokenizer, items, max_candidates=2, **kw)
+    monkeypatch.setattr(sc, "packs_candidates", lambda model: False)
+    rows = sc.score_items(scorer.model, scorer.tokenizer, items, **kw)
+    naive = sc.score_items(scorer.model, scorer.tokenizer, items, naive=True, **kw)
+    for a, b, c, d in zip(packed, split, rows, naive, strict=True):
+        assert a == pytest.approx(c, abs=1e-4) and b == pytest.approx(c, abs=1e-4)
+        assert c == pytest.approx(d, abs=1e-4)
+
+
 def test_prefix_sharing_does_less_work(scorer: QValueScorer) -> None:
     """Counted model calls, not time: one prefix pass + one candidate pass per model."""
     calls: list[int] = []
@@ -711,6 +732,16 @@ def test_grouped_loss_equals_dpo_on_whole_sequences(dirs: dict[str, Path]) -> No
     with pytest.raises(UserInputError, match="loss must be"):
         group_dpo_loss(peft, [g.to_dict() for g in groups], beta, "pointwise")
 
+    # focal: each pair weighted by (1 - sigmoid(m))^gamma, over the batch's summed weight
+    with torch.no_grad():
+        fl, _ = group_dpo_loss(peft, [g.to_dict() for g in groups], beta, "pairwise", 2.0)
+    weights = [(1.0 - math.exp(-x)) ** 2 for x in want]  # sigmoid(m) = exp(-loss)
+    assert float(fl) == pytest.approx(
+        sum(w * x for w, x in zip(weights, want, strict=True)) / sum(weights), abs=1e-4
+    )
+    with pytest.raises(UserInputError, match="focal_gamma"):
+        group_dpo_loss(peft, [g.to_dict() for g in groups], beta, "listwise", 2.0)
+
 
 def test_listwise_loss_is_dpo_on_two_actions_and_checked_in_config() -> None:
     import torch
@@ -727,6 +758,10 @@ def test_listwise_loss_is_dpo_on_two_actions_and_checked_in_config() -> None:
         TrainConfig(loss="pointwise")
     with pytest.raises(UserInputError, match="grouped trainer"):
         TrainConfig(loss="listwise", trainer="trl")
+    with pytest.raises(UserInputError, match="focal_gamma"):
+        TrainConfig(focal_gamma=-1.0)
+    with pytest.raises(UserInputError, match="focal_gamma"):
+        TrainConfig(focal_gamma=2.0, loss="listwise")
 
 
 def test_decision_types_of_webshop_pairs() -> None:

@@ -8,9 +8,12 @@ its end-of-turn token (:func:`agentq.render.tokenize_for_scoring`), with the con
 from the left exactly as in training. ``aggregation="mean"`` averages over tokens instead.
 
 Prefix sharing: each distinct context runs through the model once per model (adapter on and
-off), in one padded batch across contexts; its KV cache is then expanded to the N candidates,
-which run in one batched pass computing logits only at action positions. The result equals a
-naive full-sequence computation (:func:`naive_logprobs`) to float rounding.
+off), in one padded batch across contexts; then the N candidates run after it, packed side by
+side in one row per context under a 4-D attention mask (each token sees the context and its own
+candidate's earlier tokens: :func:`_packed_candidate_pass`), or, where the attention takes no
+custom mask (flash attention), one row per candidate over the context's KV cache expanded to
+them. The result equals a naive full-sequence computation (:func:`naive_logprobs`) to float
+rounding.
 
 The core, :func:`score_items` / :func:`prefix_shared_logprobs`, takes a list of
 (context, actions) items so a server can batch many requests into one call.
@@ -241,7 +244,8 @@ def prefix_shared_logprobs(
 
     Returns ``out[i][j]`` = the log-probs of the tokens of action ``j`` of item ``i``. Contexts
     are batched in prefix passes of at most ``max_prefix_tokens`` padded tokens; candidates run
-    over the expanded KV cache in batches of at most ``max_candidates``.
+    packed, at most ``max_candidates`` to a row (:func:`_packed_candidate_pass`), or, without
+    custom-mask attention, over the expanded KV cache in batches of at most ``max_candidates``.
 
     With a :class:`~agentq.models.prefix_cache.PrefixCache` each prompt starts from its longest
     cached prefix in ``namespace`` (default :func:`~agentq.models.prefix_cache.model_namespace`
@@ -299,6 +303,11 @@ def prefix_shared_logprobs(
                         flat.append((r, j, a))
             del last_logits
             cand_tokens = 0
+            if packs_candidates(model):
+                cand_tokens = _packed_candidate_pass(
+                    model, run, flat, out, mask, cache_out, pad, cache_kw, max_candidates
+                )
+                flat = []
             for start in range(0, len(flat), max_candidates):
                 part = flat[start : start + max_candidates]
                 la = max(len(a) for _, _, a in part) - 1
@@ -340,6 +349,104 @@ def prefix_shared_logprobs(
                     )
             del cache_out
     return out
+
+
+PACKED_QUERY_TOKENS = 1024
+"""Most candidate tokens (padded) in one packed candidate pass: bounds its logits' memory."""
+
+
+def packs_candidates(model: Any) -> bool:
+    """Whether candidates run packed (:func:`_packed_candidate_pass`): the attention takes a
+    custom 4-D mask (``sdpa`` or ``eager``; flash attention does not)."""
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return impl in ("sdpa", "eager")
+
+
+def _packed_candidate_pass(
+    model: Any,
+    run: list[_Group],
+    flat: list[tuple[int, int, list[int]]],
+    out: list[list[list[float]]],
+    mask: Any,
+    cache_out: Any,
+    pad: int,
+    cache_kw: str,
+    max_candidates: int,
+) -> int:
+    """The candidates' tokens after the first, each prompt's candidates packed in one row.
+
+    A row holds up to ``max_candidates`` candidates of one prompt side by side; a custom 4-D
+    mask lets each token attend to its prompt (the prefill's columns) and to the earlier tokens
+    of its own candidate only, and each candidate's positions restart after the prompt, so
+    every token sees exactly what it sees in its own sequence. Against one row per candidate
+    over an expanded KV cache, the prompt's KV is read once per row of candidates instead of
+    once per candidate. Appends each candidate's log-probs to ``out``; returns the tokens run.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    per_row: dict[int, list[tuple[int, list[int]]]] = {}
+    for r, j, a in flat:
+        per_row.setdefault(r, []).append((j, a))
+    chunks: list[tuple[int, list[tuple[int, list[int]]]]] = []
+    for r, cands in per_row.items():
+        for start in range(0, len(cands), max_candidates):
+            chunks.append((r, cands[start : start + max_candidates]))
+    lengths = [sum(len(a) - 1 for _, a in c) for _, c in chunks]
+    order = sorted(range(len(chunks)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and max(lengths[k] for k in [*batches[-1], i]) * (
+            len(batches[-1]) + 1
+        ) <= max(PACKED_QUERY_TOKENS, lengths[i]):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    computed = 0
+    low = torch.finfo(dtype).min
+    for batch in batches:
+        b, width = len(batch), max(lengths[i] for i in batch)
+        ids = torch.full((b, width), pad, dtype=torch.long)
+        pos = torch.zeros((b, width), dtype=torch.long)
+        seg = torch.full((b, width), -1, dtype=torch.long)
+        targets = torch.zeros((b, width), dtype=torch.long)
+        rows = torch.tensor([chunks[i][0] for i in batch], dtype=torch.long)
+        for k, i in enumerate(batch):
+            r, cands = chunks[i]
+            at = 0
+            for c, (_, a) in enumerate(cands):
+                n = len(a) - 1
+                ids[k, at : at + n] = torch.tensor(a[:-1])
+                targets[k, at : at + n] = torch.tensor(a[1:])
+                pos[k, at : at + n] = len(run[r].prompt) + torch.arange(n)
+                seg[k, at : at + n] = c
+                at += n
+            computed += at
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        own = (seg.unsqueeze(2) == seg.unsqueeze(1)) & (seg.unsqueeze(2) >= 0) & causal
+        own |= torch.eye(width, dtype=torch.bool).unsqueeze(0)  # padding attends to itself
+        prompt = mask.cpu().index_select(0, rows).bool().unsqueeze(1).expand(b, width, -1)
+        allow = torch.cat([prompt, own], dim=2).unsqueeze(1)
+        mask4 = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, low)
+        logits = model(
+            input_ids=ids.to(device),
+            attention_mask=mask4.to(device),
+            position_ids=pos.to(device),
+            use_cache=True,
+            **{cache_kw: _expand_cache(cache_out, rows.to(device), model.config)},
+        ).logits
+        lsm = torch.log_softmax(logits.float(), dim=-1)
+        tok_lp = lsm.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1).cpu()
+        del logits, lsm
+        for k, i in enumerate(batch):
+            r, cands = chunks[i]
+            at = 0
+            for j, a in cands:
+                n = len(a) - 1
+                out[run[r].item][j].extend(tok_lp[k, at : at + n].tolist())
+                at += n
+    return computed
 
 
 def _read_stored_actions(

@@ -153,15 +153,26 @@ def listwise_terms(rewards: Any, pairs: Sequence[Sequence[int]]) -> Any:
 
 
 def group_dpo_loss(
-    model: Any, groups: Sequence[dict[str, Any]], beta: float, loss: str = "pairwise"
+    model: Any,
+    groups: Sequence[dict[str, Any]],
+    beta: float,
+    loss: str = "pairwise",
+    focal_gamma: float = 0.0,
 ) -> tuple[Any, dict[str, float]]:
     """Mean loss over ``groups`` (every pair, or every listwise term: :data:`LOSSES`) and the
-    batch's pairwise reward accuracy and margin."""
+    batch's pairwise reward accuracy and margin.
+
+    ``focal_gamma`` > 0 (pairwise only) weights each pair's loss by ``(1 - sigmoid(m))**gamma``
+    (a focal loss; the weight is not differentiated) and divides by the batch's summed weight:
+    pairs the model already ranks with a wide margin fade, and the gradient goes to the pairs it
+    still gets wrong."""
     import torch
     import torch.nn.functional as F
 
     if loss not in LOSSES:
         raise UserInputError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+    if focal_gamma < 0 or (focal_gamma > 0 and loss != "pairwise"):
+        raise UserInputError("focal_gamma must be >= 0 and needs the pairwise loss")
     losses, margins = [], []
     for g in groups:
         logps = group_action_logps(model, list(g["prompt_ids"]), [list(a) for a in g["action_ids"]])
@@ -173,7 +184,12 @@ def group_dpo_loss(
         margins.append(m.detach())
     loss_all = torch.cat(losses)
     marg = torch.cat(margins)
-    return loss_all.mean(), {
+    if focal_gamma > 0:
+        weight = (1.0 - torch.sigmoid(marg)) ** focal_gamma
+        value = (weight * loss_all).sum() / weight.sum().clamp_min(1e-12)
+    else:
+        value = loss_all.mean()
+    return value, {
         "rewards/accuracies": float((marg > 0).float().mean()),
         "rewards/margins": float(marg.mean()),
         "pairs": float(len(marg)),
@@ -185,13 +201,18 @@ def _collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def make_trainer(
-    model: Any, args: Any, train_dataset: Any, callbacks: list[Any], loss: str = "pairwise"
+    model: Any,
+    args: Any,
+    train_dataset: Any,
+    callbacks: list[Any],
+    loss: str = "pairwise",
+    focal_gamma: float = 0.0,
 ) -> Any:
     """A ``transformers.Trainer`` that trains ``model`` (a peft model) with the grouped loss.
 
     ``args`` is a ``trl.DPOConfig`` (its ``beta`` is used); ``train_dataset`` holds
     :meth:`PairGroup.to_dict` rows with reference log-probs filled in; ``loss`` is one of
-    :data:`LOSSES`.
+    :data:`LOSSES`, ``focal_gamma`` as in :func:`group_dpo_loss`.
     """
     from transformers import Trainer
 
@@ -207,7 +228,7 @@ def make_trainer(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kw: Any
         ) -> Any:
             value, stats = group_dpo_loss(
-                model, inputs["groups"], float(getattr(self.args, "beta", 0.1)), loss
+                model, inputs["groups"], float(getattr(self.args, "beta", 0.1)), loss, focal_gamma
             )
             for k, v in stats.items():
                 self._metric_sums[k] = self._metric_sums.get(k, 0.0) + v

@@ -78,6 +78,12 @@ class TrainConfig:
     """``pairwise``: DPO's loss on every pair; ``listwise``: DPO's Plackett-Luce form over a
     decision's siblings, one softmax term per winning action against every action it beats
     (:mod:`agentq.models.step_dpo`; grouped trainer only)."""
+    focal_gamma: float = option(
+        0.0, help="Focal weight (1-sigmoid(margin))^gamma on each pair (0 = plain DPO)."
+    )
+    """Weight each pair's DPO loss by ``(1 - sigmoid(margin))**focal_gamma`` (not
+    differentiated), normalised by the batch's summed weight: pairs already ranked with a wide
+    margin fade and the ones still wrong get the gradient (grouped trainer, pairwise loss)."""
     trainer: str = option("grouped", help="grouped (agentq's loss) or trl.", cli=False)
     """``grouped``: agentq's loss, one prompt pass per decision and reference log-probs computed
     once (:mod:`agentq.models.step_dpo`); ``trl``: TRL's ``DPOTrainer`` on whole pairs."""
@@ -122,6 +128,10 @@ class TrainConfig:
             raise UserInputError(f"loss must be pairwise or listwise, not {self.loss!r}")
         if self.loss == "listwise" and self.trainer != "grouped":
             raise UserInputError("the listwise loss needs the grouped trainer")
+        if not (self.focal_gamma >= 0 and math.isfinite(self.focal_gamma)):
+            raise UserInputError(f"focal_gamma must be a finite number >= 0, not {self.focal_gamma}")
+        if self.focal_gamma > 0 and (self.loss != "pairwise" or self.trainer != "grouped"):
+            raise UserInputError("focal_gamma needs the grouped trainer and the pairwise loss")
         if self.aggregation not in ("sum", "mean"):
             raise UserInputError(f"aggregation must be sum or mean, not {self.aggregation!r}")
 
@@ -503,6 +513,7 @@ def train_qmodel(
             Dataset.from_list([g.to_dict() for g in groups]),
             [_progress_callback(progress)],
             cfg.loss,
+            cfg.focal_gamma,
         )
     else:
         train_tok = tokenize_pairs(tok, train_pairs, cfg.max_length, where)
