@@ -47,8 +47,7 @@ def test_item_page_pairs_are_typed_by_the_missing_options(wd) -> None:
         == "missing option > buy, none chosen"
     )
     assert (
-        wd.pair_type(pair(one, "click[orange]", "click[buy now]"), GOAL)
-        == "wait > buy, one chosen"
+        wd.pair_type(pair(one, "click[orange]", "click[buy now]"), GOAL) == "wait > buy, one chosen"
     )
     assert wd.pair_type(pair(none, "click[reviews]", "click[buy now]"), GOAL) == (
         "wait > buy, none chosen"

@@ -397,9 +397,9 @@ def _packed_candidate_pass(
     order = sorted(range(len(chunks)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
     for i in order:
-        if batches and max(lengths[k] for k in [*batches[-1], i]) * (
-            len(batches[-1]) + 1
-        ) <= max(PACKED_QUERY_TOKENS, lengths[i]):
+        if batches and max(lengths[k] for k in [*batches[-1], i]) * (len(batches[-1]) + 1) <= max(
+            PACKED_QUERY_TOKENS, lengths[i]
+        ):
             batches[-1].append(i)
         else:
             batches.append([i])

@@ -180,7 +180,9 @@ def group_dpo_loss(
         rewards = beta * (logps - ref)
         idx = torch.tensor(g["pairs"], dtype=torch.long, device=logps.device)
         m = rewards[idx[:, 0]] - rewards[idx[:, 1]]
-        losses.append(-F.logsigmoid(m) if loss == "pairwise" else listwise_terms(rewards, g["pairs"]))
+        losses.append(
+            -F.logsigmoid(m) if loss == "pairwise" else listwise_terms(rewards, g["pairs"])
+        )
         margins.append(m.detach())
     loss_all = torch.cat(losses)
     marg = torch.cat(margins)

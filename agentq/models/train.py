@@ -129,7 +129,9 @@ class TrainConfig:
         if self.loss == "listwise" and self.trainer != "grouped":
             raise UserInputError("the listwise loss needs the grouped trainer")
         if not (self.focal_gamma >= 0 and math.isfinite(self.focal_gamma)):
-            raise UserInputError(f"focal_gamma must be a finite number >= 0, not {self.focal_gamma}")
+            raise UserInputError(
+                f"focal_gamma must be a finite number >= 0, not {self.focal_gamma}"
+            )
         if self.focal_gamma > 0 and (self.loss != "pairwise" or self.trainer != "grouped"):
             raise UserInputError("focal_gamma needs the grouped trainer and the pairwise loss")
         if self.aggregation not in ("sum", "mean"):
