@@ -426,6 +426,7 @@ def stage_train(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
         gradient_checkpointing=cfg.get("gradient_checkpointing", False),
         loss=cfg.get("loss", "pairwise"),
         focal_gamma=cfg.get("focal_gamma", 0.0),
+        reference_cache=cfg.get("reference_cache"),
         seed=seed,
     )
     t0 = time.perf_counter()
@@ -517,6 +518,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     ap.add_argument("--focal-gamma", type=float, default=None, help="Train stage's focal weight.")
     ap.add_argument(
+        "--reference-cache", default=None, help="Reference log-probs file reused across runs."
+    )
+    ap.add_argument(
         "--ship",
         action="store_true",
         help="Copy the trained Q-model into agentq/eval/assets/qmodel_webshop (the demo's).",
@@ -534,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "gamma",
         "loss",
         "focal_gamma",
+        "reference_cache",
     ):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)

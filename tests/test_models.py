@@ -886,3 +886,30 @@ def test_eval_with_a_mismatched_qmodel_is_one_error_line(
     assert len(lines) == 1 and lines[0].startswith("error:"), lines
     assert ("does not fit" if fault == "base" else "longer than the model") in lines[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_reference_cache_file_skips_the_reference_pass(
+    tmp_path: Path, dirs: dict[str, Path]
+) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from agentq.models.step_dpo import fill_reference_logps, group_pairs
+
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu")
+    peft = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    pairs = synthetic_pairs()[:6]
+    cache = tmp_path / "ref.jsonl"
+    first = group_pairs(tok, pairs, 256)
+    assert fill_reference_logps(peft, first, cache_file=cache) == len(first)
+    second = group_pairs(tok, pairs, 256)
+    assert fill_reference_logps(peft, second, cache_file=cache) == 0
+    assert [g.ref_logps for g in second] == [g.ref_logps for g in first]
+    plain = group_pairs(tok, pairs, 256)
+    fill_reference_logps(peft, plain)
+    for a, b in zip(plain, first, strict=True):
+        assert a.ref_logps == pytest.approx(b.ref_logps, abs=1e-5)
+    longer = group_pairs(tok, synthetic_pairs()[:8], 256)  # two decisions more: only they run
+    assert fill_reference_logps(peft, longer, cache_file=cache) == len(longer) - len(first)
+    cache.write_text("not json\n")
+    with pytest.raises(UserInputError, match="not a reference cache file"):
+        fill_reference_logps(peft, group_pairs(tok, pairs, 256), cache_file=cache)

@@ -33,8 +33,11 @@ puts its gradient on its strongest competitor.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agentq.data.pairs import decision_key
@@ -98,16 +101,65 @@ def group_pairs(
     return out
 
 
-def fill_reference_logps(model: Any, groups: Sequence[PairGroup], progress: bool = False) -> None:
-    """Summed log-probs of every action under the reference (adapter off), computed once."""
+def reference_key(
+    namespace: str, prompt_ids: Sequence[int], action_ids: Sequence[Sequence[int]]
+) -> str:
+    """The key of one decision's reference log-probs in a reference cache file: a digest of
+    the base model's namespace, the prompt's token ids and every action's token ids."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(namespace.encode())
+    h.update(json.dumps([list(prompt_ids), [list(a) for a in action_ids]]).encode())
+    return h.hexdigest()
+
+
+def fill_reference_logps(
+    model: Any,
+    groups: Sequence[PairGroup],
+    progress: bool = False,
+    cache_file: str | Path | None = None,
+) -> int:
+    """Summed log-probs of every action under the reference (adapter off), computed once.
+
+    With ``cache_file`` (JSON lines of ``{"key", "logps"}``, :func:`reference_key`) decisions
+    already there are read instead of computed, and the new ones are appended: a second
+    training run on the same pairs and base model skips the reference pass. Returns the number
+    of decisions computed."""
     import torch
     from tqdm import tqdm
 
+    from agentq.models.prefix_cache import model_namespace
     from agentq.models.scorer import adapter_disabled
 
+    known: dict[str, list[float]] = {}
+    keys: list[str] = []
+    if cache_file is not None:
+        path = Path(cache_file)
+        if path.exists():
+            try:
+                for line in path.read_text().splitlines():
+                    if line.strip():
+                        row = json.loads(line)
+                        known[str(row["key"])] = [float(x) for x in row["logps"]]
+            except (ValueError, KeyError, TypeError) as e:
+                raise UserInputError(f"{path}: not a reference cache file ({e})") from e
+        ns = repr(model_namespace(model, adapter=False))
+        keys = [reference_key(ns, g.prompt_ids, g.action_ids) for g in groups]
+    todo = []
+    for i, g in enumerate(groups):
+        hit = known.get(keys[i]) if keys else None
+        if hit is not None and len(hit) == len(g.action_ids):
+            g.ref_logps = list(hit)
+        else:
+            todo.append(i)
     with adapter_disabled(model), torch.inference_mode():
-        for g in tqdm(groups, desc="reference log-probs", unit="decision", disable=not progress):
+        for i in tqdm(todo, desc="reference log-probs", unit="decision", disable=not progress):
+            g = groups[i]
             g.ref_logps = [float(x) for x in group_action_logps(model, g.prompt_ids, g.action_ids)]
+    if cache_file is not None and todo:
+        with Path(cache_file).open("a") as f:
+            for i in todo:
+                f.write(json.dumps({"key": keys[i], "logps": groups[i].ref_logps}) + "\n")
+    return len(todo)
 
 
 def group_action_logps(model: Any, prompt_ids: list[int], action_ids: list[list[int]]) -> Any:
@@ -261,5 +313,6 @@ __all__ = [
     "group_dpo_loss",
     "group_pairs",
     "listwise_terms",
+    "reference_key",
     "make_trainer",
 ]

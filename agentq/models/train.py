@@ -84,6 +84,12 @@ class TrainConfig:
     """Weight each pair's DPO loss by ``(1 - sigmoid(margin))**focal_gamma`` (not
     differentiated), normalised by the batch's summed weight: pairs already ranked with a wide
     margin fade and the ones still wrong get the gradient (grouped trainer, pairwise loss)."""
+    reference_cache: str | None = option(
+        None, help="JSON-lines file of reference log-probs, reused across runs (grouped trainer)."
+    )
+    """Reference log-probs per decision, keyed by the base model and the token ids
+    (:func:`agentq.models.step_dpo.fill_reference_logps`): decisions found there are read, new
+    ones appended, so a second run on the same pairs and base skips the reference pass."""
     trainer: str = option("grouped", help="grouped (agentq's loss) or trl.", cli=False)
     """``grouped``: agentq's loss, one prompt pass per decision and reference log-probs computed
     once (:mod:`agentq.models.step_dpo`); ``trl``: TRL's ``DPOTrainer`` on whole pairs."""
@@ -501,7 +507,7 @@ def train_qmodel(
             model.gradient_checkpointing_enable()
             model.enable_input_require_grads()
         peft_model_in = get_peft_model(model, lora)
-        fill_reference_logps(peft_model_in, groups, progress)
+        fill_reference_logps(peft_model_in, groups, progress, cfg.reference_cache)
         prompt_lengths = [len(g.prompt_ids) for g in groups]
         truncated = sum(
             sum(map(len, tokenize_for_scoring(tok, list(p["prompt"]), p["chosen"][-1]["content"])))
