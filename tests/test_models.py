@@ -758,6 +758,8 @@ def test_listwise_loss_is_dpo_on_two_actions_and_checked_in_config() -> None:
         TrainConfig(loss="pointwise")
     with pytest.raises(UserInputError, match="grouped trainer"):
         TrainConfig(loss="listwise", trainer="trl")
+    with pytest.raises(UserInputError, match="grouped trainer"):
+        TrainConfig(reference_cache="ref.jsonl", trainer="trl")
     with pytest.raises(UserInputError, match="focal_gamma"):
         TrainConfig(focal_gamma=-1.0)
     with pytest.raises(UserInputError, match="focal_gamma"):

@@ -130,10 +130,14 @@ class TrainConfig:
             raise UserInputError(f"lora_layers must be >= 0 (0 = all), not {self.lora_layers}")
         if self.trainer not in ("grouped", "trl"):
             raise UserInputError(f"trainer must be grouped or trl, not {self.trainer!r}")
-        if self.loss not in ("pairwise", "listwise"):
-            raise UserInputError(f"loss must be pairwise or listwise, not {self.loss!r}")
+        from agentq.models.step_dpo import LOSSES
+
+        if self.loss not in LOSSES:
+            raise UserInputError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         if self.loss == "listwise" and self.trainer != "grouped":
             raise UserInputError("the listwise loss needs the grouped trainer")
+        if self.reference_cache is not None and self.trainer != "grouped":
+            raise UserInputError("a reference cache needs the grouped trainer")
         if not (self.focal_gamma >= 0 and math.isfinite(self.focal_gamma)):
             raise UserInputError(
                 f"focal_gamma must be a finite number >= 0, not {self.focal_gamma}"
