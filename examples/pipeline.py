@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agentq.data.pairs import decision_key
+from agentq.models.step_dpo import LOSSES
 from agentq.models.train import DEFAULT_TARGET_MODULES
 from agentq.protocols import FREE_TEXT, BaseProposer
 from agentq.types import Candidate, Context
@@ -513,9 +514,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--eval-backend", choices=["local", "ray"], default=None)
     ap.add_argument("--eval-workers", type=int, default=None)
     ap.add_argument("--gamma", type=float, default=None, help="Pair value discount (pairs stage).")
-    ap.add_argument(
-        "--loss", choices=["pairwise", "listwise"], default=None, help="Train stage's DPO loss."
-    )
+    ap.add_argument("--loss", choices=list(LOSSES), default=None, help="Train stage's DPO loss.")
     ap.add_argument("--focal-gamma", type=float, default=None, help="Train stage's focal weight.")
     ap.add_argument(
         "--reference-cache", default=None, help="Reference log-probs file reused across runs."

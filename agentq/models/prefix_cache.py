@@ -171,11 +171,13 @@ class _Node:
         self.nbytes = sum(int(k.nbytes) + int(v.nbytes) for k, v in self.kv)
 
 
-def _prompt_key(prompt: Sequence[int]) -> bytes:
-    """A 128-bit digest of a prompt's token ids (the action memo's key; ids are < 2**32)."""
+def ids_digest(ids: Sequence[int]) -> bytes:
+    """A 128-bit digest of a sequence of token ids (ids are < 2**32): the action memo's key
+    for a prompt, and with the model's namespace the reference cache's
+    (:func:`agentq.models.step_dpo.reference_key`)."""
     from array import array
 
-    return hashlib.blake2b(array("I", [int(t) for t in prompt]).tobytes(), digest_size=16).digest()
+    return hashlib.blake2b(array("I", [int(t) for t in ids]).tobytes(), digest_size=16).digest()
 
 
 def _common(a: Sequence[int], b: Sequence[int], start: int) -> int:
@@ -329,7 +331,7 @@ class PrefixCache:
         model: the same namespace) ask for the same (prompt, action) token ids at one step;
         the second reads the first's numbers instead of running the model again.
         """
-        key = _prompt_key(prompt)
+        key = ids_digest(prompt)
         with self._lock:
             out: list[list[float] | None] = []
             for a in actions:
@@ -351,7 +353,7 @@ class PrefixCache:
         ``max_action_entries`` actions: a few floats each, outside the KV byte budget)."""
         if self.max_action_entries <= 0:
             return
-        key = _prompt_key(prompt)
+        key = ids_digest(prompt)
         with self._lock:
             for a, lp in zip(actions, logprobs, strict=True):
                 k = (namespace, key, tuple(int(t) for t in a))

@@ -10,7 +10,7 @@ from the left exactly as in training. ``aggregation="mean"`` averages over token
 Prefix sharing: each distinct context runs through the model once per model (adapter on and
 off), in one padded batch across contexts; then the N candidates run after it, packed side by
 side in one row per context under a 4-D attention mask (each token sees the context and its own
-candidate's earlier tokens: :func:`_packed_candidate_pass`), or, where the attention takes no
+candidate's earlier tokens: :func:`_candidate_pass`), or, where the attention takes no
 custom mask (flash attention), one row per candidate over the context's KV cache expanded to
 them. The result equals a naive full-sequence computation (:func:`naive_logprobs`) to float
 rounding.
@@ -244,7 +244,7 @@ def prefix_shared_logprobs(
 
     Returns ``out[i][j]`` = the log-probs of the tokens of action ``j`` of item ``i``. Contexts
     are batched in prefix passes of at most ``max_prefix_tokens`` padded tokens; candidates run
-    packed, at most ``max_candidates`` to a row (:func:`_packed_candidate_pass`), or, without
+    packed, at most ``max_candidates`` to a row (:func:`_candidate_pass`), or, without
     custom-mask attention, over the expanded KV cache in batches of at most ``max_candidates``.
 
     With a :class:`~agentq.models.prefix_cache.PrefixCache` each prompt starts from its longest
@@ -273,7 +273,6 @@ def prefix_shared_logprobs(
         groups = _read_stored_actions(cache, namespace, groups, out, stats)
     if not groups:
         return out
-    device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     cache_kw = cache_kwarg(model)
     with torch.inference_mode():
@@ -302,43 +301,9 @@ def prefix_shared_logprobs(
                     if len(a) > 1:
                         flat.append((r, j, a))
             del last_logits
-            cand_tokens = 0
-            if packs_candidates(model):
-                cand_tokens = _packed_candidate_pass(
-                    model, run, flat, out, mask, cache_out, pad, cache_kw, max_candidates
-                )
-                flat = []
-            for start in range(0, len(flat), max_candidates):
-                part = flat[start : start + max_candidates]
-                la = max(len(a) for _, _, a in part) - 1
-                b = len(part)
-                a_ids = torch.full((b, la), pad, dtype=torch.long)
-                a_mask = torch.zeros((b, la), dtype=torch.long)
-                pos = torch.zeros((b, la), dtype=torch.long)
-                rows = torch.tensor([r for r, _, _ in part], dtype=torch.long)
-                for k, (r, _, a) in enumerate(part):
-                    n = len(a) - 1
-                    cand_tokens += n
-                    a_ids[k, :n] = torch.tensor(a[:-1])
-                    a_mask[k, :n] = 1
-                    pos[k] = len(run[r].prompt) + torch.arange(la)
-                full_mask = torch.cat([mask.cpu().index_select(0, rows), a_mask], dim=1)
-                sub_cache = _expand_cache(cache_out, rows.to(device), model.config)
-                logits = model(
-                    input_ids=a_ids.to(device),
-                    attention_mask=full_mask.to(device),
-                    position_ids=pos.to(device),
-                    use_cache=True,
-                    **{cache_kw: sub_cache},
-                ).logits
-                lsm = torch.log_softmax(logits.float(), dim=-1)
-                targets = torch.zeros((b, la), dtype=torch.long)
-                for k, (_, _, a) in enumerate(part):
-                    targets[k, : len(a) - 1] = torch.tensor(a[1:])
-                tok_lp = lsm.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1).cpu()
-                del logits, lsm, sub_cache
-                for k, (r, j, a) in enumerate(part):
-                    out[run[r].item][j].extend(tok_lp[k, : len(a) - 1].tolist())
+            cand_tokens = _candidate_pass(
+                model, run, flat, out, mask, cache_out, pad, cache_kw, max_candidates
+            )
             if stats is not None:
                 stats.add(candidates=cand_tokens)
             if cache is not None:
@@ -356,13 +321,13 @@ PACKED_QUERY_TOKENS = 1024
 
 
 def packs_candidates(model: Any) -> bool:
-    """Whether candidates run packed (:func:`_packed_candidate_pass`): the attention takes a
+    """Whether candidates run packed (:func:`_candidate_pass`): the attention takes a
     custom 4-D mask (``sdpa`` or ``eager``; flash attention does not)."""
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
     return impl in ("sdpa", "eager")
 
 
-def _packed_candidate_pass(
+def _candidate_pass(
     model: Any,
     run: list[_Group],
     flat: list[tuple[int, int, list[int]]],
@@ -373,38 +338,46 @@ def _packed_candidate_pass(
     cache_kw: str,
     max_candidates: int,
 ) -> int:
-    """The candidates' tokens after the first, each prompt's candidates packed in one row.
+    """The candidates' tokens after the first, run over their prompts' KV (``cache_out``,
+    whose columns ``mask`` marks per prompt row); appends each candidate's log-probs to
+    ``out`` and returns the tokens run.
 
-    A row holds up to ``max_candidates`` candidates of one prompt side by side; a custom 4-D
-    mask lets each token attend to its prompt (the prefill's columns) and to the earlier tokens
-    of its own candidate only, and each candidate's positions restart after the prompt, so
-    every token sees exactly what it sees in its own sequence. Against one row per candidate
-    over an expanded KV cache, the prompt's KV is read once per row of candidates instead of
-    once per candidate. Appends each candidate's log-probs to ``out``; returns the tokens run.
+    Packed (:func:`packs_candidates`): a row holds up to ``max_candidates`` candidates of one
+    prompt side by side; a custom 4-D mask lets each token attend to its prompt and to the
+    earlier tokens of its own candidate only, and each candidate's positions restart after
+    the prompt, so every token sees exactly what it sees in its own sequence. The prompt's KV
+    is then read once per row of candidates instead of copied once per candidate. Otherwise
+    (flash attention takes no custom mask) each candidate has its own row, ``max_candidates``
+    rows to a pass.
     """
     import torch
 
     device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    per_row: dict[int, list[tuple[int, list[int]]]] = {}
-    for r, j, a in flat:
-        per_row.setdefault(r, []).append((j, a))
-    chunks: list[tuple[int, list[tuple[int, list[int]]]]] = []
-    for r, cands in per_row.items():
-        for start in range(0, len(cands), max_candidates):
-            chunks.append((r, cands[start : start + max_candidates]))
+    packed = packs_candidates(model)
+    chunks: list[tuple[int, list[tuple[int, list[int]]]]] = []  # (run row, [(slot, ids)])
+    if packed:
+        per_row: dict[int, list[tuple[int, list[int]]]] = {}
+        for r, j, a in flat:
+            per_row.setdefault(r, []).append((j, a))
+        for r, cands in per_row.items():
+            for start in range(0, len(cands), max_candidates):
+                chunks.append((r, cands[start : start + max_candidates]))
+    else:
+        chunks = [(r, [(j, a)]) for r, j, a in flat]
     lengths = [sum(len(a) - 1 for _, a in c) for _, c in chunks]
-    order = sorted(range(len(chunks)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
-    for i in order:
-        if batches and max(lengths[k] for k in [*batches[-1], i]) * (len(batches[-1]) + 1) <= max(
-            PACKED_QUERY_TOKENS, lengths[i]
-        ):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
+    if packed:  # by length, at most PACKED_QUERY_TOKENS padded tokens a pass
+        for i in sorted(range(len(chunks)), key=lambda i: lengths[i]):
+            if batches and max(lengths[k] for k in [*batches[-1], i]) * (
+                len(batches[-1]) + 1
+            ) <= max(PACKED_QUERY_TOKENS, lengths[i]):
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+    else:
+        order = list(range(len(chunks)))
+        batches = [order[k : k + max_candidates] for k in range(0, len(order), max_candidates)]
     computed = 0
-    low = torch.finfo(dtype).min
     for batch in batches:
         b, width = len(batch), max(lengths[i] for i in batch)
         ids = torch.full((b, width), pad, dtype=torch.long)
@@ -423,15 +396,21 @@ def _packed_candidate_pass(
                 seg[k, at : at + n] = c
                 at += n
             computed += at
-        causal = torch.ones((width, width), dtype=torch.bool).tril()
-        own = (seg.unsqueeze(2) == seg.unsqueeze(1)) & (seg.unsqueeze(2) >= 0) & causal
-        own |= torch.eye(width, dtype=torch.bool).unsqueeze(0)  # padding attends to itself
-        prompt = mask.cpu().index_select(0, rows).bool().unsqueeze(1).expand(b, width, -1)
-        allow = torch.cat([prompt, own], dim=2).unsqueeze(1)
-        mask4 = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, low)
+        prompt = mask.cpu().index_select(0, rows)
+        if packed:
+            causal = torch.ones((width, width), dtype=torch.bool).tril()
+            own = (seg.unsqueeze(2) == seg.unsqueeze(1)) & (seg.unsqueeze(2) >= 0) & causal
+            own |= torch.eye(width, dtype=torch.bool).unsqueeze(0)  # padding attends to itself
+            allow = torch.cat([prompt.bool().unsqueeze(1).expand(b, width, -1), own], 2)
+            dtype = next(model.parameters()).dtype
+            attention = torch.zeros((b, 1, *allow.shape[1:]), dtype=dtype).masked_fill_(
+                ~allow.unsqueeze(1), torch.finfo(dtype).min
+            )
+        else:
+            attention = torch.cat([prompt, (seg >= 0).long()], dim=1)
         logits = model(
             input_ids=ids.to(device),
-            attention_mask=mask4.to(device),
+            attention_mask=attention.to(device),
             position_ids=pos.to(device),
             use_cache=True,
             **{cache_kw: _expand_cache(cache_out, rows.to(device), model.config)},

@@ -106,9 +106,11 @@ def reference_key(
 ) -> str:
     """The key of one decision's reference log-probs in a reference cache file: a digest of
     the base model's namespace, the prompt's token ids and every action's token ids."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(namespace.encode())
-    h.update(json.dumps([list(prompt_ids), [list(a) for a in action_ids]]).encode())
+    from agentq.models.prefix_cache import ids_digest
+
+    h = hashlib.blake2b(namespace.encode(), digest_size=16)
+    for ids in (prompt_ids, *action_ids):
+        h.update(ids_digest(ids))
     return h.hexdigest()
 
 
