@@ -108,6 +108,8 @@ SCALES: dict[str, dict[str, Any]] = {
     },
 }
 
+_CHOSEN_RE = re.compile(r"^chosen: (.*)$", re.MULTILINE)
+_OPTION_ROW_RE = re.compile(r"^(?!chosen:)[a-z][a-z ]*: \[", re.MULTILINE)
 _WORD_RE = re.compile(r"[a-z0-9][a-z0-9'-]*")
 _STOP = {
     "i",
@@ -339,19 +341,64 @@ def best_path_decisions(trees: list[Any]) -> set[str]:
     return keys
 
 
+def go_on_decisions(pairs: list[dict[str, Any]], max_decisions: int, seed: int) -> set[str]:
+    """Keys of up to ``max_decisions`` decisions where ``buy now`` loses (a ``go on`` pair of
+    :func:`agentq.models.train.decision_type`: an option is still missing or the item is wrong),
+    item pages with some options chosen and a kind still open first (the page's ``chosen:``
+    line against its option rows), then more chosen, then deeper; round robin over the tasks in
+    a seeded order.
+
+    A Q-model that learned "buying is good" from the many pairs ``buy now`` wins loses exactly
+    these decisions; the spread of :func:`select_decisions` holds few of them at depth.
+    """
+    from agentq.models.train import decision_type
+
+    rank: dict[str, dict[str, tuple[int, int]]] = {}
+    for p in pairs:
+        if decision_type(p) == "go on":
+            key = decision_key(p["task_id"], p["prompt"])
+            page = str(p["prompt"][-1]["content"])
+            chosen = _CHOSEN_RE.search(page)
+            n_chosen = len(chosen.group(1).split(", ")) if chosen else 0
+            n_kinds = len(_OPTION_ROW_RE.findall(page))
+            partly = 0 < n_chosen < n_kinds  # some options chosen, a kind still open
+            rank.setdefault(str(p["task_id"]), {})[key] = (partly, n_chosen, int(p["depth"]))
+    queues = {t: sorted(ks, key=lambda k: (ks[k], k), reverse=True) for t, ks in rank.items()}
+    order = sorted(queues)
+    random.Random(seed).shuffle(order)
+    out: set[str] = set()
+    while len(out) < max_decisions and any(queues[t] for t in order):
+        for t in order:
+            if queues[t] and len(out) < max_decisions:
+                out.add(queues[t].pop(0))
+    return out
+
+
 def best_path_then_spread(
-    pairs: list[dict[str, Any]], best: set[str], max_decisions: int, seed: int
+    pairs: list[dict[str, Any]],
+    best: set[str],
+    max_decisions: int,
+    seed: int,
+    go_on: int = 0,
 ) -> list[dict[str, Any]]:
-    """Every pair of the best-path decisions (:func:`best_path_decisions`), then a spread of the
+    """Every pair of the best-path decisions (:func:`best_path_decisions`), then of up to
+    ``go_on`` decisions where ``buy now`` loses (:func:`go_on_decisions`), then a spread of the
     other decisions (:func:`select_decisions`) up to ``max_decisions`` decisions in all."""
     keyed = [(decision_key(p["task_id"], p["prompt"]), p) for p in pairs]
-    first = [p for k, p in keyed if k in best]
-    rest = [p for k, p in keyed if k not in best]
     keys = sorted({k for k, _ in keyed if k in best})
     if max_decisions and len(keys) >= max_decisions:  # a seeded sample of the best-path ones
         keep = set(random.Random(seed).sample(keys, max_decisions))
         return [p for k, p in keyed if k in keep]
+    if go_on:
+        room = max_decisions - len(keys) if max_decisions else go_on
+        extra = go_on_decisions([p for k, p in keyed if k not in best], min(go_on, room), seed)
+        best = best | extra
+        keys = sorted({k for k, _ in keyed if k in best})
+    first = [p for k, p in keyed if k in best]
+    rest = [p for k, p in keyed if k not in best]
     budget = max_decisions - len(keys) if max_decisions else 0
+    if max_decisions and budget <= 0:
+        return first
     return first + select_decisions(rest, max_decisions=budget, seed=seed)
 
 
@@ -380,7 +427,9 @@ def stage_pairs(cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
     val = [p for p in pairs if p["split"] == "validation"]
     if cfg.get("best_path_first"):
         best = best_path_decisions(trees)
-        train = best_path_then_spread(train, best, cfg.get("max_decisions", 0), seed)
+        train = best_path_then_spread(
+            train, best, cfg.get("max_decisions", 0), seed, go_on=cfg.get("go_on_decisions", 0)
+        )
         val = best_path_then_spread(val, best, cfg.get("max_val_decisions", 0), seed)
     else:
         train = select_decisions(train, max_decisions=cfg.get("max_decisions", 0), seed=seed)
@@ -514,6 +563,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--eval-backend", choices=["local", "ray"], default=None)
     ap.add_argument("--eval-workers", type=int, default=None)
     ap.add_argument("--gamma", type=float, default=None, help="Pair value discount (pairs stage).")
+    ap.add_argument(
+        "--max-decisions", type=int, default=None, help="Pairs stage: train decisions kept."
+    )
+    ap.add_argument(
+        "--go-on-decisions",
+        type=int,
+        default=None,
+        help="Pairs stage: decisions where buy now loses, taken right after the best path.",
+    )
     ap.add_argument("--loss", choices=list(LOSSES), default=None, help="Train stage's DPO loss.")
     ap.add_argument("--focal-gamma", type=float, default=None, help="Train stage's focal weight.")
     ap.add_argument(
@@ -535,6 +593,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "eval_backend",
         "eval_workers",
         "gamma",
+        "max_decisions",
+        "go_on_decisions",
         "loss",
         "focal_gamma",
         "reference_cache",

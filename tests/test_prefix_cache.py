@@ -365,3 +365,69 @@ def test_a_model_in_training_mode_is_never_cached(dirs: dict[str, Path]) -> None
     assert cache.stats()["action_entries"] == 0
     prefix_shared_logprobs(model, tok, [(TASK, VALID)], cache=cache)
     assert cache.totals.lookups == 1 and cache.stats()["action_entries"] == len(VALID)
+
+
+# -- layers below the adapter: computed once for both adapter states ----------------------
+@pytest.fixture(scope="module")
+def upper_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("upper")
+    base = save_tiny_model(root / "base", num_layers=4)
+    q = save_tiny_qmodel(root / "q", base, beta=0.5, layers=[2, 3])
+    return {"base": base, "q": q}
+
+
+@pytest.mark.parametrize("max_length", [None, 150])
+def test_adapter_on_pass_runs_only_the_adapted_layers(
+    upper_dirs: dict[str, Path], max_length: int | None
+) -> None:
+    """LoRA in layers 2-3 only: the adapter-on prefill starts at layer 2 from the stored
+    states, and every score equals the uncached (and naive) one."""
+    from agentq.models.shared_layers import adapter_free_layers
+
+    cache = PrefixCache("64MiB")
+    cached = QValueScorer.from_pretrained(
+        upper_dirs["q"], device="cpu", prefix_cache=cache, max_length=max_length
+    )
+    plain = QValueScorer.from_pretrained(
+        upper_dirs["q"], device="cpu", prefix_cache=False, max_length=max_length
+    )
+    assert cached.lower_layers == adapter_free_layers(cached.model) == 2
+    eps = episode(6)
+    for t, ctx in enumerate(eps):
+        acts = actions(t)
+        got, want = cached.score(ctx, acts), plain.score(ctx, acts)
+        assert max(abs(x - y) for x, y in zip(got, want, strict=True)) < 1e-4
+        naive = cached.score_naive(ctx, acts)
+        assert max(abs(x - y) for x, y in zip(got, naive, strict=True)) < 1e-4
+    # a batch whose rows have different cached lengths, one of them a new task
+    items = [(eps[2], actions(2)), (eps[5], actions(5)), ([TASK[1]], ["click[a]"])]
+    got_b, want_b = cached.score_batch(items), plain.score_batch(items)
+    for ra, rb in zip(got_b, want_b, strict=True):
+        assert max((abs(x - y) for x, y in zip(ra, rb, strict=True)), default=0.0) < 1e-4
+    st = cached.stats()
+    assert st["upper_tokens"] > 0 and st["upper_tokens"] <= st["tokens_computed"]
+
+
+def test_policy_first_then_adapter_on_from_its_states(upper_dirs: dict[str, Path]) -> None:
+    """The policy on the base checkpoint stores the states entering the first adapted layer;
+    the Q-model's adapter-on prefill reads them (and its reference pass reads the policy's
+    action log-probs), with the same scores."""
+    cache = PrefixCache("64MiB")
+    scorer = QValueScorer.from_pretrained(upper_dirs["q"], device="cpu", prefix_cache=cache)
+    plain = QValueScorer.from_pretrained(upper_dirs["q"], device="cpu", prefix_cache=False)
+    pmodel, ptok = load_causal_lm(str(upper_dirs["base"]), device="cpu", dtype="float32")
+    policy = LocalProposer(pmodel, ptok, prefix_cache=cache, seed=1)
+    for ctx in episode(3):
+        policy.propose(ctx, 2, valid_actions=VALID)
+        before = scorer.stats()
+        got = scorer.score(ctx, VALID[1:3])
+        want = plain.score(ctx, VALID[1:3])
+        assert max(abs(x - y) for x, y in zip(got, want, strict=True)) < 1e-4
+        after = scorer.stats()
+        prompt = tokenize_for_scoring(scorer.tokenizer, ctx, "x")[0]
+        new = after["tokens_computed"] - before["tokens_computed"]
+        # the reference pass runs no model (the policy scored these actions); the adapter-on
+        # prefill computes its new tokens in the adapted layers only
+        assert after["upper_tokens"] - before["upper_tokens"] == new
+        assert 0 < new <= len(prompt)
+        assert after["actions_reused"] - before["actions_reused"] == 2

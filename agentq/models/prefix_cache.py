@@ -125,6 +125,10 @@ class CacheStats:
     """Candidate actions whose log-probs were read from the cache instead of computed (the
     Q-model's reference pass reading what the policy scored, see
     :meth:`PrefixCache.lookup_actions`)."""
+    upper_tokens: int = 0
+    """Prompt tokens of an adapter-on pass run through the adapted layers only, from the
+    lower layers' states the base model stored (:mod:`agentq.models.shared_layers`); they
+    are counted in ``tokens_computed`` too."""
 
     @property
     def misses(self) -> int:
@@ -139,8 +143,10 @@ class CacheStats:
         computed: int = 0,
         candidates: int = 0,
         actions_reused: int = 0,
+        upper: int = 0,
     ) -> None:
         """Add to the counters."""
+        self.upper_tokens += upper
         self.candidate_tokens += candidates
         self.actions_reused += actions_reused
         self.lookups += lookups
@@ -196,6 +202,13 @@ def _slice(kv: KV, start: int, end: int) -> KV:
     ]
 
 
+def hidden_namespace(namespace: Hashable, layer: int) -> tuple[Any, ...]:
+    """The namespace holding the hidden states that enter decoder layer ``layer`` of the model
+    whose KV lives in ``namespace`` (stored as one pseudo-layer: keys (1, 1, tokens, hidden),
+    empty values), see :meth:`PrefixCache.track_hidden`."""
+    return ("hidden", layer, namespace)
+
+
 class PrefixCache:
     """A radix tree of KV states keyed by (namespace, token-id prefix), LRU under a byte budget.
 
@@ -223,6 +236,7 @@ class PrefixCache:
         self._actions: OrderedDict[tuple[Hashable, bytes, tuple[int, ...]], list[float]] = (
             OrderedDict()
         )
+        self._hidden: dict[Hashable, frozenset[int]] = {}
 
     # -- public ----------------------------------------------------------------------------
     def set_budget(self, max_bytes: Any) -> None:
@@ -239,49 +253,64 @@ class PrefixCache:
             self.bytes = 0
 
     def match(
-        self, namespace: Hashable, tokens: Sequence[int], max_tokens: int | None = None
+        self,
+        namespace: Hashable,
+        tokens: Sequence[int],
+        max_tokens: int | None = None,
+        *,
+        start: int = 0,
+        layers: Sequence[int] | None = None,
     ) -> tuple[int, KV | None]:
         """(n, kv): the longest cached prefix of ``tokens`` (at most ``max_tokens`` long).
 
-        ``kv`` holds fresh (batch 1) copies of that prefix's keys and values per layer, or None
-        when ``n`` is 0. Marks the matched entries as recently used.
+        ``kv`` holds fresh (batch 1) copies of that prefix's keys and values per layer (only
+        ``layers`` when given, only positions ``start``.. when given), or None when ``n`` is 0
+        (or not past ``start``). Marks the matched entries as recently used.
         """
         limit = len(tokens) if max_tokens is None else min(max_tokens, len(tokens))
         if limit <= 0:
             return 0, None
         with self._lock:
             self._clock += 1
-            node = self._roots.get(namespace)
-            if node is None:
-                return 0, None
-            pieces: list[tuple[_Node, int]] = []
-            pos = 0
-            while pos < limit:
-                child = node.children.get(tokens[pos])
-                if child is None:
-                    break
-                n = min(_common(child.tokens, tokens, pos), limit - pos)
-                if n == 0:
-                    break
-                pieces.append((child, n))
-                child.last_used = self._clock
-                pos += n
-                if n < len(child.tokens):
-                    break
-                node = child
-            if not pos:
-                return 0, None
+            pieces = self._walk(namespace, tokens, limit)
+            pos = sum(n for _, n in pieces)
+            if pos <= start:
+                return pos, None
             import torch
 
-            layers = len(pieces[0][0].kv)
+            spans: list[tuple[_Node, int, int]] = []  # (node, first, end) within the node
+            at = 0
+            for p, n in pieces:
+                if at + n > start:
+                    spans.append((p, max(start - at, 0), n))
+                at += n
+            which = range(len(pieces[0][0].kv)) if layers is None else layers
             kv = [
                 (
-                    torch.cat([p.kv[i][0][:, :, :n] for p, n in pieces], dim=2),
-                    torch.cat([p.kv[i][1][:, :, :n] for p, n in pieces], dim=2),
+                    torch.cat([p.kv[i][0][:, :, a:b] for p, a, b in spans], dim=2),
+                    torch.cat([p.kv[i][1][:, :, a:b] for p, a, b in spans], dim=2),
                 )
-                for i in range(layers)
+                for i in which
             ]
             return pos, kv
+
+    def cached_length(self, namespace: Hashable, tokens: Sequence[int]) -> int:
+        """Length of the longest cached prefix of ``tokens`` (no copy; marks it used)."""
+        with self._lock:
+            self._clock += 1
+            return sum(n for _, n in self._walk(namespace, tokens, len(tokens)))
+
+    def track_hidden(self, namespace: Hashable, layer: int) -> None:
+        """From now on, prefills in ``namespace`` also keep the hidden states entering decoder
+        layer ``layer`` (in :func:`hidden_namespace`), for an adapter that only changes the
+        layers from there up (:mod:`agentq.models.shared_layers`)."""
+        with self._lock:
+            self._hidden[namespace] = self._hidden.get(namespace, frozenset()) | {int(layer)}
+
+    def hidden_layers(self, namespace: Hashable) -> frozenset[int]:
+        """The layers whose incoming hidden states prefills in ``namespace`` keep."""
+        with self._lock:
+            return self._hidden.get(namespace, frozenset())
 
     def insert(
         self, namespace: Hashable, tokens: Sequence[int], kv_of: Callable[[int, int], KV]
@@ -397,6 +426,29 @@ class PrefixCache:
             return d
 
     # -- internals -------------------------------------------------------------------------
+    def _walk(
+        self, namespace: Hashable, tokens: Sequence[int], limit: int
+    ) -> list[tuple[_Node, int]]:
+        """The nodes along the longest cached prefix of ``tokens[:limit]`` and how many tokens
+        of each it covers (lock held by the caller; marks them used)."""
+        node = self._roots.get(namespace)
+        pieces: list[tuple[_Node, int]] = []
+        pos = 0
+        while node is not None and pos < limit:
+            child = node.children.get(tokens[pos])
+            if child is None:
+                break
+            n = min(_common(child.tokens, tokens, pos), limit - pos)
+            if n == 0:
+                break
+            pieces.append((child, n))
+            child.last_used = self._clock
+            pos += n
+            if n < len(child.tokens):
+                break
+            node = child
+        return pieces
+
     def _split(self, node: _Node, n: int) -> _Node:
         """Cut ``node``'s edge after ``n`` tokens; return the new upper node."""
         parent = node.parent
@@ -636,6 +688,88 @@ def _row_kv(layers: KV, row: int, slots: Any) -> Callable[[int, int], KV]:
     return kv_of
 
 
+def _row_hidden(states: Any, row: int, first: int) -> Callable[[int, int], KV]:
+    """``kv_of`` for storing row ``row``'s hidden states (new tokens from prompt position
+    ``first``) as one pseudo-layer (keys (1, 1, tokens, hidden), empty values)."""
+
+    def kv_of(start: int, end: int) -> KV:
+        h = states[row : row + 1, start - first : end - first].unsqueeze(1)
+        return [(h, h[..., :0])]
+
+    return kv_of
+
+
+def _lower_states(
+    cache: PrefixCache,
+    prompts: Sequence[Sequence[int]],
+    hits: list[tuple[int, KV | None]],
+    base: Hashable,
+    layer: int,
+) -> list[tuple[Any, KV]] | None:
+    """Per row, the hidden states entering ``layer`` and the lower layers' KV of the new tokens
+    (after the row's own cached prefix), from the base model's namespace; None unless the base
+    namespace holds every prompt whole."""
+    out: list[tuple[Any, KV]] = []
+    for p, (m, _) in zip(prompts, hits, strict=True):
+        n, h = cache.match(hidden_namespace(base, layer), p, start=m)
+        if n < len(p) or h is None:
+            return None
+        n, kv = cache.match(base, p, start=m, layers=range(layer))
+        if n < len(p) or kv is None:
+            return None
+        out.append((h[0][0][0, 0], kv))
+    return out
+
+
+def _upper_prefill(
+    model: Any,
+    lower: list[tuple[Any, KV]],
+    hits: list[tuple[int, KV | None]],
+    held: int,
+    news: list[int],
+    mask: Any,
+    position_ids: Any,
+    layer: int,
+    keep: Any = None,
+) -> Any:
+    """The prefill of :func:`cached_prefill` run from decoder layer ``layer`` up (the layers
+    below are the base model's, see :mod:`agentq.models.shared_layers`): returns an object
+    with ``logits`` (at the new positions ``keep``, all when None) and ``cache`` (every layer,
+    as a full pass leaves it)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from agentq.models.shared_layers import upper_forward
+
+    rows, width = len(lower), max(news)
+    h0 = lower[0][0]
+    hidden = h0.new_zeros((rows, width, h0.shape[-1]))
+    for r, (h, _) in enumerate(lower):
+        hidden[r, : news[r]] = h
+    config = model.config
+    if held:
+        past = _padded_cache(hits, held, config)
+    else:  # nothing cached in this namespace yet: empty layers of the right shape
+        k0 = lower[0][1][0][0]
+        n_layers = int(getattr(config, "num_hidden_layers", 0) or len(lower[0][1]))
+        empty = k0.new_zeros((rows, k0.shape[1], 0, k0.shape[3]))
+        past = kv_to_cache([(empty, empty)] * n_layers, config)
+    with torch.inference_mode():
+        logits = upper_forward(model, hidden, mask, held, position_ids, past, layer, keep)
+    for i in range(layer):  # the lower layers: the base model's KV of the new tokens
+        k0, v0 = lower[0][1][i]
+        keys = k0.new_zeros((rows, k0.shape[1], width, k0.shape[3]))
+        vals = v0.new_zeros((rows, v0.shape[1], width, v0.shape[3]))
+        for r, (_, kv) in enumerate(lower):
+            keys[r, :, : news[r]] = kv[i][0][0]
+            vals[r, :, : news[r]] = kv[i][1][0]
+        lay = past.layers[i]
+        lay.keys = torch.cat([lay.keys, keys], dim=2)
+        lay.values = torch.cat([lay.values, vals], dim=2)
+    return SimpleNamespace(logits=logits, cache=past, past_key_values=past)
+
+
 def cached_prefill(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -646,6 +780,7 @@ def cached_prefill(
     pad_id: int = 0,
     last_logits_only: bool = False,
     store: bool = True,
+    lower_from: tuple[Hashable, int] | None = None,
     **forward_kwargs: Any,
 ) -> Prefill:
     """Run a batch of prompts through ``model``, each from its longest cached prefix.
@@ -656,6 +791,12 @@ def cached_prefill(
     result equals an uncached pass to float rounding. The prompts' KV is stored afterwards
     (``store``). With ``cache=None`` this is a plain right-padded prefill.
     ``last_logits_only`` computes logits only at each row's last prompt position.
+
+    In a namespace with :meth:`PrefixCache.track_hidden` layers, the hidden states entering
+    those layers are stored too. ``lower_from=(base namespace, layer)`` (an adapter-on pass
+    whose adapter starts at ``layer``, :mod:`agentq.models.shared_layers`): when the base
+    namespace holds every prompt whole, the new tokens run through the adapted layers only,
+    from the stored hidden states, and the lower layers' KV is the base model's.
     """
     import torch
 
@@ -664,12 +805,16 @@ def cached_prefill(
         cache = None
     if cache is not None and namespace is None:
         namespace = model_namespace(model)
+    tracked = sorted(cache.hidden_layers(namespace)) if cache is not None else []
     hits: list[tuple[int, KV | None]] = []
     for p in prompts:
         if cache is None:
             hits.append((0, None))
         else:
-            hits.append(cache.match(namespace, p, max_tokens=len(p) - 1))
+            limit = len(p) - 1
+            for layer in tracked:  # the hidden states stay as long as the KV
+                limit = min(limit, cache.cached_length(hidden_namespace(namespace, layer), p))
+            hits.append(cache.match(namespace, p, max_tokens=limit))
     held = max(m for m, _ in hits)
     news = [len(p) - m for p, (m, _) in zip(prompts, hits, strict=True)]
     width = max(news)
@@ -699,15 +844,33 @@ def cached_prefill(
     column = [lasts.index(i) for i in last_index] if last_logits_only else list(last_index)
     if last_logits_only:
         kwargs["logits_to_keep"] = torch.tensor(lasts, device=device)
-    if held:
-        kwargs[cache_kwarg(model)] = _padded_cache(hits, held, model.config)
-    out = model(
-        input_ids=ids.to(device),
-        attention_mask=mask,
-        position_ids=pos_ids.to(device),
-        use_cache=True,
-        **kwargs,
-    )
+    lower = None
+    if cache is not None and lower_from is not None and not forward_kwargs:
+        lower = _lower_states(cache, prompts, hits, *lower_from)
+    if lower is not None:
+        assert lower_from is not None
+        keep = torch.tensor(lasts, device=device) if last_logits_only else None
+        out = _upper_prefill(
+            model, lower, hits, held, news, mask, pos_ids.to(device), lower_from[1], keep
+        )
+        cache.record(stats, upper=sum(news))  # type: ignore[union-attr]
+    else:
+        if held:
+            kwargs[cache_kwarg(model)] = _padded_cache(hits, held, model.config)
+        if tracked and cache is not None and store:
+            kwargs["output_hidden_states"] = True
+        out = model(
+            input_ids=ids.to(device),
+            attention_mask=mask,
+            position_ids=pos_ids.to(device),
+            use_cache=True,
+            **kwargs,
+        )
+    if tracked and cache is not None and store and lower is None:
+        for layer in tracked:
+            states = out.hidden_states[layer]  # (rows, width, hidden): the new tokens only
+            for r, (p, (m, _)) in enumerate(zip(prompts, hits, strict=True)):
+                cache.insert(hidden_namespace(namespace, layer), p, _row_hidden(states, r, m))
     if cache is not None and store:
         past = getattr(out, "cache", None)
         if past is None:

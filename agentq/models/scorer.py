@@ -39,6 +39,7 @@ from agentq.models.prefix_cache import (
     resolve_prefix_cache,
     supports_prefix_cache,
 )
+from agentq.models.shared_layers import adapter_free_layers
 from agentq.protocols import BaseScorer, ScoringItem
 from agentq.render import tokenize_for_scoring
 from agentq.types import Context
@@ -239,6 +240,7 @@ def prefix_shared_logprobs(
     cache: PrefixCache | None = None,
     namespace: Hashable | None = None,
     stats: CacheStats | None = None,
+    lower_from: tuple[Hashable, int] | None = None,
 ) -> list[list[list[float]]]:
     """Per-token log-probs of each action under ``model``, sharing each context's prefix pass.
 
@@ -256,6 +258,8 @@ def prefix_shared_logprobs(
     An action the cache already scored after the same prompt ids in the same namespace is not
     run again (:meth:`~agentq.models.prefix_cache.PrefixCache.lookup_actions`): a Q-model's
     reference pass reads the log-probs the policy computed when it scored its valid actions.
+    ``lower_from`` (an adapter-on pass, see :func:`score_items`) goes to
+    :func:`~agentq.models.prefix_cache.cached_prefill`.
     """
     import torch
 
@@ -287,6 +291,7 @@ def prefix_shared_logprobs(
                 stats=stats,
                 pad_id=pad,
                 last_logits_only=True,
+                lower_from=lower_from,
             )
             res, mask = pre.output, pre.mask
             col = pre.last_column
@@ -522,14 +527,19 @@ def score_items(
     max_candidates: int = 64,
     cache: PrefixCache | None = None,
     stats: CacheStats | None = None,
+    lower_layers: int | None = None,
 ) -> list[list[float]]:
     """Q values of every action of every (context, actions) item: the batched scoring core.
 
     ``model`` is a peft model (adapter = policy, adapter disabled = reference). With
     ``naive=True`` each candidate's full sequence is computed on its own (for checks and
     benchmarks). Empty action lists give empty score lists. With a prefix ``cache`` the
-    adapter-on pass and the adapter-off pass each reuse their own cached prefixes (the
-    adapter-off namespace is the base checkpoint's, shared with a policy on that checkpoint).
+    adapter-off pass and the adapter-on pass each reuse their own cached prefixes (the
+    adapter-off namespace is the base checkpoint's, shared with a policy on that checkpoint),
+    the adapter-off pass first: when the adapter leaves the lowest ``lower_layers`` decoder
+    layers alone (default :func:`~agentq.models.shared_layers.adapter_free_layers`), the
+    adapter-on prefill runs only the layers above them, from the states the adapter-off pass
+    (or the policy) stored.
     """
     if not any(len(a) for _, a in items):
         return [[] for _ in items]
@@ -546,13 +556,21 @@ def score_items(
             "stats": stats,
         }
         on = off = None
-        if cache is not None:
+        lower_from = None
+        if cache is not None and supports_prefix_cache(model):
             on, off = model_namespace(model, adapter=True), model_namespace(model, adapter=False)
-        pol = prefix_shared_logprobs(model, tokenizer, items, encoded=encoded, namespace=on, **kw)
+            if lower_layers is None:
+                lower_layers = adapter_free_layers(model)
+            if lower_layers:
+                cache.track_hidden(off, lower_layers)
+                lower_from = (off, lower_layers)
         with adapter_disabled(model):
             ref = prefix_shared_logprobs(
                 model, tokenizer, items, encoded=encoded, namespace=off, **kw
             )
+        pol = prefix_shared_logprobs(
+            model, tokenizer, items, encoded=encoded, namespace=on, lower_from=lower_from, **kw
+        )
     return [
         [aggregate(p, r, beta, aggregation) for p, r in zip(prow, rrow, strict=True)]
         for prow, rrow in zip(pol, ref, strict=True)
@@ -609,6 +627,12 @@ class QValueScorer(BaseScorer):
         self.prefix_cache = resolve_prefix_cache(prefix_cache, cache_bytes)
         self.cache_stats = CacheStats()
         """This scorer's own use of the prefix cache (the cache itself may be shared)."""
+        self.lower_layers = adapter_free_layers(model)
+        """Decoder layers below the adapter, computed once for both adapter states
+        (:mod:`agentq.models.shared_layers`; 0: none)."""
+        if self.prefix_cache is not None and self.lower_layers and supports_prefix_cache(model):
+            # the policy on the same base keeps these states too, from its first step
+            self.prefix_cache.track_hidden(model_namespace(model, adapter=False), self.lower_layers)
         self._lock = threading.Lock()
 
     def stats(self) -> dict[str, Any]:
@@ -683,6 +707,7 @@ class QValueScorer(BaseScorer):
                 max_candidates=self.max_candidates,
                 cache=self.prefix_cache,
                 stats=self.cache_stats,
+                lower_layers=self.lower_layers,
             )
 
     def score_naive(self, context: Context, actions: Sequence[str]) -> list[float]:

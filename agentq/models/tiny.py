@@ -115,12 +115,14 @@ def save_tiny_qmodel(
     max_length: int = 1024,
     lora_r: int = 4,
     random_adapter: bool = True,
+    layers: list[int] | None = None,
 ) -> Path:
     """Write a Q-model directory on the tiny base in ``base_dir``: LoRA adapter + ``qmodel.json``.
 
     With ``random_adapter`` the LoRA B matrices are random too (so the adapter changes the
     model and scores are not all zero); otherwise the adapter starts as the identity, as in
-    training. ``base_dir`` must hold a model saved by :func:`save_tiny_model`.
+    training. ``base_dir`` must hold a model saved by :func:`save_tiny_model`. ``layers``
+    limits the adapter to those decoder layers (as ``agentq train --lora-layers`` does).
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -141,6 +143,7 @@ def save_tiny_qmodel(
             lora_dropout=0.0,
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
             init_lora_weights=not random_adapter,
+            layers_to_transform=layers,
             task_type="CAUSAL_LM",
         )
         peft_model = get_peft_model(model, lcfg)
