@@ -406,6 +406,8 @@ def test_adapter_on_pass_runs_only_the_adapted_layers(
         assert max((abs(x - y) for x, y in zip(ra, rb, strict=True)), default=0.0) < 1e-4
     st = cached.stats()
     assert st["upper_tokens"] > 0 and st["upper_tokens"] <= st["tokens_computed"]
+    # the adapter-on candidates ran from the states the reference pass kept for them
+    assert 0 < st["upper_candidates"] <= st["candidate_tokens"] / 2
 
 
 def test_policy_first_then_adapter_on_from_its_states(upper_dirs: dict[str, Path]) -> None:
@@ -431,3 +433,6 @@ def test_policy_first_then_adapter_on_from_its_states(upper_dirs: dict[str, Path
         assert after["upper_tokens"] - before["upper_tokens"] == new
         assert 0 < new <= len(prompt)
         assert after["actions_reused"] - before["actions_reused"] == 2
+        # ... and its candidates from the states the policy kept when it scored them
+        ran = after["candidate_tokens"] - before["candidate_tokens"]
+        assert after["upper_candidates"] - before["upper_candidates"] == ran > 0

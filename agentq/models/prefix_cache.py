@@ -30,7 +30,11 @@ Who uses it (:func:`shared_prefix_cache` is the one process-wide instance by def
   ``max_action_entries`` actions, keyed by namespace, a digest of the prompt ids and the
   action ids): when the Q-model's base is the policy's model, its reference pass over the
   N candidates reads what the constrained policy computed for every valid action at that
-  step, and runs no model at all (``actions_reused`` in the stats).
+  step, and runs no model at all (``actions_reused`` in the stats). For a Q-model whose
+  adapter leaves its lower layers alone, the base model's passes also keep the hidden
+  states entering the first adapted layer (:meth:`PrefixCache.track_hidden`, and per action
+  :meth:`PrefixCache.store_action_hidden`), from which the adapter-on pass runs only the
+  adapted layers (:mod:`agentq.models.shared_layers`).
 * Free generation (:func:`cached_generate`) in :class:`LocalProposer` and
   ``LocalChatModel``: used when every row of one ``generate`` call has the same prompt (one
   context, N samples). Several different prompts in one call are left-padded together and
@@ -125,6 +129,9 @@ class CacheStats:
     """Candidate actions whose log-probs were read from the cache instead of computed (the
     Q-model's reference pass reading what the policy scored, see
     :meth:`PrefixCache.lookup_actions`)."""
+    upper_candidates: int = 0
+    """Candidate tokens of an adapter-on pass run through the adapted layers only, from the
+    states the base model's pass over the same actions kept (in ``candidate_tokens`` too)."""
     upper_tokens: int = 0
     """Prompt tokens of an adapter-on pass run through the adapted layers only, from the
     lower layers' states the base model stored (:mod:`agentq.models.shared_layers`); they
@@ -144,9 +151,11 @@ class CacheStats:
         candidates: int = 0,
         actions_reused: int = 0,
         upper: int = 0,
+        upper_candidates: int = 0,
     ) -> None:
         """Add to the counters."""
         self.upper_tokens += upper
+        self.upper_candidates += upper_candidates
         self.candidate_tokens += candidates
         self.actions_reused += actions_reused
         self.lookups += lookups
@@ -218,7 +227,10 @@ class PrefixCache:
     """
 
     def __init__(
-        self, max_bytes: Any = DEFAULT_CACHE_BYTES, max_action_entries: int = 8192
+        self,
+        max_bytes: Any = DEFAULT_CACHE_BYTES,
+        max_action_entries: int = 8192,
+        max_action_states: int = 1024,
     ) -> None:
         self.max_bytes = parse_cache_bytes(max_bytes)
         self._lock = threading.RLock()
@@ -237,6 +249,10 @@ class PrefixCache:
             OrderedDict()
         )
         self._hidden: dict[Hashable, frozenset[int]] = {}
+        self.max_action_states = max_action_states
+        self._action_states: OrderedDict[tuple[Hashable, bytes, tuple[int, ...]], Any] = (
+            OrderedDict()
+        )
 
     # -- public ----------------------------------------------------------------------------
     def set_budget(self, max_bytes: Any) -> None:
@@ -250,6 +266,7 @@ class PrefixCache:
         with self._lock:
             self._roots.clear()
             self._actions.clear()
+            self._action_states.clear()
             self.bytes = 0
 
     def match(
@@ -390,6 +407,33 @@ class PrefixCache:
                 self._actions.move_to_end(k)
             while len(self._actions) > self.max_action_entries:
                 self._actions.popitem(last=False)
+
+    def store_action_hidden(
+        self, namespace: Hashable, prompt: Sequence[int], action: Sequence[int], states: Any
+    ) -> None:
+        """Keep the hidden states an action's tokens (all but its last) had entering a
+        tracked layer after ``prompt`` (:meth:`track_hidden`), for the adapter-on pass over
+        the same action (LRU, at most ``max_action_states`` actions, outside the byte budget:
+        a few KiB each)."""
+        if self.max_action_states <= 0:
+            return
+        k = (namespace, ids_digest(prompt), tuple(int(t) for t in action))
+        with self._lock:
+            self._action_states[k] = states
+            self._action_states.move_to_end(k)
+            while len(self._action_states) > self.max_action_states:
+                self._action_states.popitem(last=False)
+
+    def action_hidden(
+        self, namespace: Hashable, prompt: Sequence[int], action: Sequence[int]
+    ) -> Any:
+        """What :meth:`store_action_hidden` kept for this action after ``prompt``, or None."""
+        k = (namespace, ids_digest(prompt), tuple(int(t) for t in action))
+        with self._lock:
+            hit = self._action_states.get(k)
+            if hit is not None:
+                self._action_states.move_to_end(k)
+            return hit
 
     def record(self, stats: CacheStats | None, **counts: int) -> None:
         """Add ``counts`` (``lookups``, ``hits``, ``reused``, ``computed``, ``candidates``,

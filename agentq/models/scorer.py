@@ -39,7 +39,7 @@ from agentq.models.prefix_cache import (
     resolve_prefix_cache,
     supports_prefix_cache,
 )
-from agentq.models.shared_layers import adapter_free_layers
+from agentq.models.shared_layers import adapter_free_layers, upper_forward
 from agentq.protocols import BaseScorer, ScoringItem
 from agentq.render import tokenize_for_scoring
 from agentq.types import Context
@@ -277,6 +277,7 @@ def prefix_shared_logprobs(
         groups = _read_stored_actions(cache, namespace, groups, out, stats)
     if not groups:
         return out
+    tracked = sorted(cache.hidden_layers(namespace)) if cache is not None else []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     cache_kw = cache_kwarg(model)
     with torch.inference_mode():
@@ -306,13 +307,36 @@ def prefix_shared_logprobs(
                     if len(a) > 1:
                         flat.append((r, j, a))
             del last_logits
-            cand_tokens = _candidate_pass(
-                model, run, flat, out, mask, cache_out, pad, cache_kw, max_candidates
+            keep_layer = min(tracked) if tracked else None
+            given = None
+            if cache is not None and lower_from is not None:
+                base, layer = lower_from
+                found = {}
+                for r, j, a in flat:
+                    h = cache.action_hidden(base, run[r].prompt, a)
+                    if h is not None:
+                        found[(r, j)] = h
+                given = (layer, found)
+            cand_tokens, kept, upper = _candidate_pass(
+                model,
+                run,
+                flat,
+                out,
+                mask,
+                cache_out,
+                pad,
+                cache_kw,
+                max_candidates,
+                keep_layer=keep_layer,
+                given=given,
             )
             if stats is not None:
-                stats.add(candidates=cand_tokens)
+                stats.add(candidates=cand_tokens, upper_candidates=upper)
             if cache is not None:
-                cache.record(None, candidates=cand_tokens)
+                cache.record(None, candidates=cand_tokens, upper_candidates=upper)
+                for (r, j), h in kept.items():
+                    g = run[r]
+                    cache.store_action_hidden(namespace, g.prompt, g.actions[g.members.index(j)], h)
                 for g in run:
                     cache.store_actions(
                         namespace, g.prompt, g.actions, [out[g.item][j] for j in g.members]
@@ -342,10 +366,18 @@ def _candidate_pass(
     pad: int,
     cache_kw: str,
     max_candidates: int,
-) -> int:
+    *,
+    keep_layer: int | None = None,
+    given: tuple[int, dict[tuple[int, int], Any]] | None = None,
+) -> tuple[int, dict[tuple[int, int], Any], int]:
     """The candidates' tokens after the first, run over their prompts' KV (``cache_out``,
     whose columns ``mask`` marks per prompt row); appends each candidate's log-probs to
-    ``out`` and returns the tokens run.
+    ``out``. Returns (tokens run, the hidden states entering ``keep_layer`` per (run row,
+    slot) when asked, tokens run through the upper layers only).
+
+    ``given = (layer, {(run row, slot): hidden states entering layer})`` (an adapter-on pass,
+    :mod:`agentq.models.shared_layers`): a packed batch whose candidates all have their
+    states there runs from ``layer`` up only.
 
     Packed (:func:`packs_candidates`): a row holds up to ``max_candidates`` candidates of one
     prompt side by side; a custom 4-D mask lets each token attend to its prompt and to the
@@ -382,9 +414,15 @@ def _candidate_pass(
     else:
         order = list(range(len(chunks)))
         batches = [order[k : k + max_candidates] for k in range(0, len(order), max_candidates)]
-    computed = 0
+    computed = upper_run = 0
+    kept: dict[tuple[int, int], Any] = {}
     for batch in batches:
         b, width = len(batch), max(lengths[i] for i in batch)
+        from_states = (
+            packed
+            and given is not None
+            and all((chunks[i][0], j) in given[1] for i in batch for j, _ in chunks[i][1])
+        )
         ids = torch.full((b, width), pad, dtype=torch.long)
         pos = torch.zeros((b, width), dtype=torch.long)
         seg = torch.full((b, width), -1, dtype=torch.long)
@@ -413,13 +451,40 @@ def _candidate_pass(
             )
         else:
             attention = torch.cat([prompt, (seg >= 0).long()], dim=1)
-        logits = model(
-            input_ids=ids.to(device),
-            attention_mask=attention.to(device),
-            position_ids=pos.to(device),
-            use_cache=True,
-            **{cache_kw: _expand_cache(cache_out, rows.to(device), model.config)},
-        ).logits
+        past = _expand_cache(cache_out, rows.to(device), model.config)
+        if from_states:
+            assert given is not None
+            layer, states = given
+            h0 = next(iter(states.values()))
+            hidden = h0.new_zeros((b, width, h0.shape[-1]))
+            for k, i in enumerate(batch):
+                r, cands = chunks[i]
+                at = 0
+                for j, a in cands:
+                    hidden[k, at : at + len(a) - 1] = states[(r, j)]
+                    at += len(a) - 1
+            logits = upper_forward(
+                model, hidden, None, 0, pos.to(device), past, layer, attention=attention.to(device)
+            )
+            upper_run += sum(lengths[i] for i in batch)
+        else:
+            res = model(
+                input_ids=ids.to(device),
+                attention_mask=attention.to(device),
+                position_ids=pos.to(device),
+                use_cache=True,
+                output_hidden_states=keep_layer is not None,
+                **{cache_kw: past},
+            )
+            logits = res.logits
+            if keep_layer is not None:
+                states_in = res.hidden_states[keep_layer]
+                for k, i in enumerate(batch):
+                    r, cands = chunks[i]
+                    at = 0
+                    for j, a in cands:
+                        kept[(r, j)] = states_in[k, at : at + len(a) - 1].clone()
+                        at += len(a) - 1
         lsm = torch.log_softmax(logits.float(), dim=-1)
         tok_lp = lsm.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1).cpu()
         del logits, lsm
@@ -430,7 +495,7 @@ def _candidate_pass(
                 n = len(a) - 1
                 out[run[r].item][j].extend(tok_lp[k, at : at + n].tolist())
                 at += n
-    return computed
+    return computed, kept, upper_run
 
 
 def _read_stored_actions(

@@ -102,19 +102,22 @@ def upper_forward(
     cache: Any,
     start: int,
     keep: Any = None,
+    *,
+    attention: Any = None,
 ) -> Any:
     """Run decoder layers ``start``.. on ``hidden`` (the states entering layer ``start``).
 
     ``cache`` is a ``DynamicCache`` over every layer, ``held`` slots wide (``mask`` marks each
     row's real ones); the layers run append the new tokens' keys and values to theirs, the
-    lower layers are left to the caller. Returns the logits at the positions ``keep`` (a 1-D
-    index over the new tokens; all when None).
+    lower layers are left to the caller. ``attention`` (a 4-D additive mask) replaces the
+    one :func:`prefill_mask` makes of ``mask``. Returns the logits at the positions ``keep``
+    (a 1-D index over the new tokens; all when None).
     """
     parts = decoder_parts(model)
     assert parts is not None
     inner, head = parts
-    dtype = hidden.dtype
-    attention = prefill_mask(mask, held, dtype)
+    if attention is None:
+        attention = prefill_mask(mask, held, hidden.dtype)
     embeddings = inner.rotary_emb(hidden, position_ids=position_ids)
     layers = inner.layers[start : inner.config.num_hidden_layers]
     kw = _layer_cache_kwarg(layers[0]) if len(layers) else "cache"
