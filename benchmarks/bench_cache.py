@@ -48,7 +48,7 @@ def build(args: argparse.Namespace, tmp: Path) -> tuple[Any, Any]:
     from agentq.models.tiny import save_tiny_model, save_tiny_qmodel
 
     base = save_tiny_model(tmp / "base", hidden_size=32, num_layers=2)
-    return str(base), save_tiny_qmodel(tmp / "q", base)
+    return str(base), save_tiny_qmodel(tmp / "q", base, layers=[1])  # lower layer shared
 
 
 def load(
@@ -207,6 +207,12 @@ def main() -> None:
                 f"{b['prefill'] / max(a['prefill'], 1):.2f}x | {a['wall_s']:.2f} | "
                 f"{b['wall_s']:.2f} | {b['wall_s'] / max(a['wall_s'], 1e-9):.2f}x |"
             )
+        qs = on[1].cache_stats
+        print(
+            f"cached Q-model, both episodes: {qs.upper_tokens} prompt and {qs.upper_candidates} "
+            f"candidate tokens ran in its adapted layers only (the {on[1].lower_layers} layers "
+            "below the adapter were the base model's)"
+        )
         if not args.skip_server and ws_contexts:
             cache.clear()
             r_on = serve_rate(on[1], ws_contexts, ws_actions, args.clients)
