@@ -412,8 +412,8 @@ class PrefixCache:
         self, namespace: Hashable, prompt: Sequence[int], action: Sequence[int], states: Any
     ) -> None:
         """Keep the hidden states an action's tokens (all but its last) had entering a
-        tracked layer after ``prompt`` (:meth:`track_hidden`), for the adapter-on pass over
-        the same action (LRU, at most ``max_action_states`` actions, outside the byte budget:
+        tracked layer after ``prompt`` (``namespace`` is that layer's
+        :func:`hidden_namespace`), for the adapter-on pass over the same action (LRU, at most ``max_action_states`` actions, outside the byte budget:
         a few KiB each)."""
         if self.max_action_states <= 0:
             return

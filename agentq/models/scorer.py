@@ -34,6 +34,7 @@ from agentq.models.prefix_cache import (
     PrefixCache,
     cache_kwarg,
     cached_prefill,
+    hidden_namespace,
     model_namespace,
     parse_cache_bytes,
     resolve_prefix_cache,
@@ -307,13 +308,12 @@ def prefix_shared_logprobs(
                     if len(a) > 1:
                         flat.append((r, j, a))
             del last_logits
-            keep_layer = min(tracked) if tracked else None
             given = None
             if cache is not None and lower_from is not None:
                 base, layer = lower_from
                 found = {}
                 for r, j, a in flat:
-                    h = cache.action_hidden(base, run[r].prompt, a)
+                    h = cache.action_hidden(hidden_namespace(base, layer), run[r].prompt, a)
                     if h is not None:
                         found[(r, j)] = h
                 given = (layer, found)
@@ -327,16 +327,19 @@ def prefix_shared_logprobs(
                 pad,
                 cache_kw,
                 max_candidates,
-                keep_layer=keep_layer,
+                keep_layers=tracked,
                 given=given,
             )
             if stats is not None:
                 stats.add(candidates=cand_tokens, upper_candidates=upper)
             if cache is not None:
                 cache.record(None, candidates=cand_tokens, upper_candidates=upper)
-                for (r, j), h in kept.items():
+                for (r, j, layer), h in kept.items():
                     g = run[r]
-                    cache.store_action_hidden(namespace, g.prompt, g.actions[g.members.index(j)], h)
+                    action = g.actions[g.members.index(j)]
+                    cache.store_action_hidden(
+                        hidden_namespace(namespace, layer), g.prompt, action, h
+                    )
                 for g in run:
                     cache.store_actions(
                         namespace, g.prompt, g.actions, [out[g.item][j] for j in g.members]
@@ -367,13 +370,13 @@ def _candidate_pass(
     cache_kw: str,
     max_candidates: int,
     *,
-    keep_layer: int | None = None,
+    keep_layers: Sequence[int] = (),
     given: tuple[int, dict[tuple[int, int], Any]] | None = None,
-) -> tuple[int, dict[tuple[int, int], Any], int]:
+) -> tuple[int, dict[tuple[int, int, int], Any], int]:
     """The candidates' tokens after the first, run over their prompts' KV (``cache_out``,
     whose columns ``mask`` marks per prompt row); appends each candidate's log-probs to
-    ``out``. Returns (tokens run, the hidden states entering ``keep_layer`` per (run row,
-    slot) when asked, tokens run through the upper layers only).
+    ``out``. Returns (tokens run, the hidden states entering each of ``keep_layers`` per
+    (run row, slot, layer), tokens run through the upper layers only).
 
     ``given = (layer, {(run row, slot): hidden states entering layer})`` (an adapter-on pass,
     :mod:`agentq.models.shared_layers`): a packed batch whose candidates all have their
@@ -415,7 +418,7 @@ def _candidate_pass(
         order = list(range(len(chunks)))
         batches = [order[k : k + max_candidates] for k in range(0, len(order), max_candidates)]
     computed = upper_run = 0
-    kept: dict[tuple[int, int], Any] = {}
+    kept: dict[tuple[int, int, int], Any] = {}
     for batch in batches:
         b, width = len(batch), max(lengths[i] for i in batch)
         from_states = (
@@ -473,17 +476,17 @@ def _candidate_pass(
                 attention_mask=attention.to(device),
                 position_ids=pos.to(device),
                 use_cache=True,
-                output_hidden_states=keep_layer is not None,
+                output_hidden_states=bool(keep_layers),
                 **{cache_kw: past},
             )
             logits = res.logits
-            if keep_layer is not None:
-                states_in = res.hidden_states[keep_layer]
+            for layer in keep_layers:
+                states_in = res.hidden_states[layer]
                 for k, i in enumerate(batch):
                     r, cands = chunks[i]
                     at = 0
                     for j, a in cands:
-                        kept[(r, j)] = states_in[k, at : at + len(a) - 1].clone()
+                        kept[(r, j, layer)] = states_in[k, at : at + len(a) - 1].clone()
                         at += len(a) - 1
         lsm = torch.log_softmax(logits.float(), dim=-1)
         tok_lp = lsm.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1).cpu()
