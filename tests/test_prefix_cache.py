@@ -436,3 +436,25 @@ def test_policy_first_then_adapter_on_from_its_states(upper_dirs: dict[str, Path
         # ... and its candidates from the states the policy kept when it scored them
         ran = after["candidate_tokens"] - before["candidate_tokens"]
         assert after["upper_candidates"] - before["upper_candidates"] == ran > 0
+
+
+def test_two_q_models_on_one_base_with_different_adapted_layers(
+    upper_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Each keeps the states entering its own first adapted layer; neither reads the other's."""
+    top = save_tiny_qmodel(tmp_path / "top", upper_dirs["base"], beta=0.5, layers=[3], seed=3)
+    cache = PrefixCache("64MiB")
+    scorers = [
+        QValueScorer.from_pretrained(d, device="cpu", prefix_cache=cache)
+        for d in (upper_dirs["q"], top)
+    ]
+    plains = [
+        QValueScorer.from_pretrained(d, device="cpu", prefix_cache=False)
+        for d in (upper_dirs["q"], top)
+    ]
+    assert [s.lower_layers for s in scorers] == [2, 3]
+    for t, ctx in enumerate(episode(3)):
+        for s, p in zip(scorers, plains, strict=True):
+            got, want = s.score(ctx, actions(t)), p.score(ctx, actions(t))
+            assert max(abs(x - y) for x, y in zip(got, want, strict=True)) < 1e-4
+    assert all(s.stats()["upper_candidates"] > 0 for s in scorers)
