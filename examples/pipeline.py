@@ -23,6 +23,7 @@ the command, the train task ids, and the figures of the run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import re
@@ -30,9 +31,9 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agentq.data.pairs import decision_key
 from agentq.models.step_dpo import LOSSES
@@ -108,8 +109,7 @@ SCALES: dict[str, dict[str, Any]] = {
     },
 }
 
-_CHOSEN_RE = re.compile(r"^chosen: (.*)$", re.MULTILINE)
-_OPTION_ROW_RE = re.compile(r"^(?!chosen:)[a-z][a-z ]*: \[", re.MULTILINE)
+T = TypeVar("T")
 _WORD_RE = re.compile(r"[a-z0-9][a-z0-9'-]*")
 _STOP = {
     "i",
@@ -303,20 +303,28 @@ def select_decisions(
         gap = max(p["q_chosen"] - p["q_rejected"] for p in ps)
         return (ps[0]["depth"] <= 1, reliable, gap)
 
-    queues = {t: sorted(ds.values(), key=rank, reverse=True) for t, ds in sorted(by_task.items())}
+    queues = {t: sorted(ds.values(), key=rank, reverse=True) for t, ds in by_task.items()}
+    out: list[dict[str, Any]] = []
+    for taken, decision in enumerate(round_robin(queues, seed)):
+        if (max_decisions and taken >= max_decisions) or (max_pairs and len(out) >= max_pairs):
+            break
+        out.extend(decision)
+    return out
+
+
+def round_robin(queues: dict[str, list[T]], seed: int) -> Iterator[T]:
+    """Each task's queue head in turn, the tasks in a seeded order, until all are empty (so a
+    budget cut anywhere covers as many tasks as it can)."""
     order = sorted(queues)
     random.Random(seed).shuffle(order)
-    out: list[dict[str, Any]] = []
-    taken = 0
-    while any(queues[t] for t in order):
-        for t in order:
-            if not queues[t]:
-                continue
-            if (max_decisions and taken >= max_decisions) or (max_pairs and len(out) >= max_pairs):
-                return out
-            out.extend(queues[t].pop(0))
-            taken += 1
-    return out
+    heads = {t: iter(queues[t]) for t in order}
+    while heads:
+        for t in list(heads):
+            item = next(heads[t], None)
+            if item is None:
+                del heads[t]
+            else:
+                yield item
 
 
 def best_path_decisions(trees: list[Any]) -> set[str]:
@@ -344,34 +352,26 @@ def best_path_decisions(trees: list[Any]) -> set[str]:
 def go_on_decisions(pairs: list[dict[str, Any]], max_decisions: int, seed: int) -> set[str]:
     """Keys of up to ``max_decisions`` decisions where ``buy now`` loses (a ``go on`` pair of
     :func:`agentq.models.train.decision_type`: an option is still missing or the item is wrong),
-    item pages with some options chosen and a kind still open first (the page's ``chosen:``
-    line against its option rows), then more chosen, then deeper; round robin over the tasks in
-    a seeded order.
+    item pages with some options chosen and a kind still open first
+    (:func:`agentq.envs.webshop.engine.read_item_options`), then more chosen, then deeper;
+    :func:`round_robin` over the tasks.
 
     A Q-model that learned "buying is good" from the many pairs ``buy now`` wins loses exactly
     these decisions; the spread of :func:`select_decisions` holds few of them at depth.
     """
+    from agentq.envs.webshop.engine import read_item_options
+
     from agentq.models.train import decision_type
 
-    rank: dict[str, dict[str, tuple[int, int]]] = {}
+    rank: dict[str, dict[str, tuple[bool, int, int]]] = {}
     for p in pairs:
         if decision_type(p) == "go on":
+            kinds, chosen = read_item_options(str(p["prompt"][-1]["content"]))
+            partly = 0 < len(chosen) < len(kinds)  # some options chosen, a kind still open
             key = decision_key(p["task_id"], p["prompt"])
-            page = str(p["prompt"][-1]["content"])
-            chosen = _CHOSEN_RE.search(page)
-            n_chosen = len(chosen.group(1).split(", ")) if chosen else 0
-            n_kinds = len(_OPTION_ROW_RE.findall(page))
-            partly = 0 < n_chosen < n_kinds  # some options chosen, a kind still open
-            rank.setdefault(str(p["task_id"]), {})[key] = (partly, n_chosen, int(p["depth"]))
+            rank.setdefault(str(p["task_id"]), {})[key] = (partly, len(chosen), int(p["depth"]))
     queues = {t: sorted(ks, key=lambda k: (ks[k], k), reverse=True) for t, ks in rank.items()}
-    order = sorted(queues)
-    random.Random(seed).shuffle(order)
-    out: set[str] = set()
-    while len(out) < max_decisions and any(queues[t] for t in order):
-        for t in order:
-            if queues[t] and len(out) < max_decisions:
-                out.add(queues[t].pop(0))
-    return out
+    return set(itertools.islice(round_robin(queues, seed), max_decisions))
 
 
 def best_path_then_spread(

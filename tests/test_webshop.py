@@ -670,3 +670,20 @@ def test_reward_rules_option_of_the_environment():
     with pytest.raises(UserInputError):
         WebShopEnv(reward_rules="lenient")
     assert WebShopEnv(reward_rules="strict").reward_rules == "strict"
+
+
+def test_read_item_options_reads_what_render_item_wrote() -> None:
+    from agentq.envs.webshop.engine import read_item_options
+
+    env = WebShopEnv(instruction_search=True)
+    task = next(t for t in env.tasks("train") if len(env.goal_of(t)["goal_options"]) >= 2)
+    env.reset(task)
+    env.step(env.valid_actions()[0])  # the search
+    asin = str(env.goal_of(task)["asin"]).lower()
+    obs = env.step(f"click[{asin}]")[0]
+    kinds, chosen = read_item_options(obs)
+    assert len(kinds) >= 2 and chosen == {}
+    value = next(a for a in env.valid_actions() if a[6:-1] in obs.split("\n")[2])[6:-1]
+    obs = env.step(f"click[{value}]")[0]
+    assert read_item_options(obs) == (kinds, {kinds[0]: value})
+    assert read_item_options("Instruction: a mug\nPage 1 of 5 (50 results):") == ([], {})

@@ -211,6 +211,30 @@ def _slice(kv: KV, start: int, end: int) -> KV:
     ]
 
 
+_ActionKey = tuple[Hashable, bytes, tuple[int, ...]]
+
+
+def _action_key(namespace: Hashable, prompt_digest: bytes, action: Sequence[int]) -> _ActionKey:
+    """The key of what the cache keeps per scored action: namespace, prompt digest, action ids."""
+    return (namespace, prompt_digest, tuple(int(t) for t in action))
+
+
+def _memo_get(memo: OrderedDict[_ActionKey, Any], key: _ActionKey) -> Any:
+    """``memo[key]`` marked most recently used, or None (lock held by the caller)."""
+    hit = memo.get(key)
+    if hit is not None:
+        memo.move_to_end(key)
+    return hit
+
+
+def _memo_put(memo: OrderedDict[_ActionKey, Any], key: _ActionKey, value: Any, cap: int) -> None:
+    """Store ``value`` as most recently used; drop the least recently used beyond ``cap``."""
+    memo[key] = value
+    memo.move_to_end(key)
+    while len(memo) > cap:
+        memo.popitem(last=False)
+
+
 def hidden_namespace(namespace: Hashable, layer: int) -> tuple[Any, ...]:
     """The namespace holding the hidden states that enter decoder layer ``layer`` of the model
     whose KV lives in ``namespace`` (stored as one pseudo-layer: keys (1, 1, tokens, hidden),
@@ -245,14 +269,10 @@ class PrefixCache:
         self.totals = CacheStats()
         """Counters over every consumer of this cache."""
         self.max_action_entries = max_action_entries
-        self._actions: OrderedDict[tuple[Hashable, bytes, tuple[int, ...]], list[float]] = (
-            OrderedDict()
-        )
+        self._actions: OrderedDict[_ActionKey, list[float]] = OrderedDict()
         self._hidden: dict[Hashable, frozenset[int]] = {}
         self.max_action_states = max_action_states
-        self._action_states: OrderedDict[tuple[Hashable, bytes, tuple[int, ...]], Any] = (
-            OrderedDict()
-        )
+        self._action_states: OrderedDict[_ActionKey, Any] = OrderedDict()
 
     # -- public ----------------------------------------------------------------------------
     def set_budget(self, max_bytes: Any) -> None:
@@ -381,10 +401,7 @@ class PrefixCache:
         with self._lock:
             out: list[list[float] | None] = []
             for a in actions:
-                k = (namespace, key, tuple(int(t) for t in a))
-                hit = self._actions.get(k)
-                if hit is not None:
-                    self._actions.move_to_end(k)
+                hit = _memo_get(self._actions, _action_key(namespace, key, a))
                 out.append(list(hit) if hit is not None else None)
             return out
 
@@ -402,38 +419,33 @@ class PrefixCache:
         key = ids_digest(prompt)
         with self._lock:
             for a, lp in zip(actions, logprobs, strict=True):
-                k = (namespace, key, tuple(int(t) for t in a))
-                self._actions[k] = [float(x) for x in lp]
-                self._actions.move_to_end(k)
-            while len(self._actions) > self.max_action_entries:
-                self._actions.popitem(last=False)
+                _memo_put(
+                    self._actions,
+                    _action_key(namespace, key, a),
+                    [float(x) for x in lp],
+                    self.max_action_entries,
+                )
 
     def store_action_hidden(
         self, namespace: Hashable, prompt: Sequence[int], action: Sequence[int], states: Any
     ) -> None:
         """Keep the hidden states an action's tokens (all but its last) had entering a
         tracked layer after ``prompt`` (``namespace`` is that layer's
-        :func:`hidden_namespace`), for the adapter-on pass over the same action (LRU, at most ``max_action_states`` actions, outside the byte budget:
-        a few KiB each)."""
+        :func:`hidden_namespace`), for the adapter-on pass over the same action (LRU, at most
+        ``max_action_states`` actions, outside the byte budget: a few KiB each)."""
         if self.max_action_states <= 0:
             return
-        k = (namespace, ids_digest(prompt), tuple(int(t) for t in action))
+        k = _action_key(namespace, ids_digest(prompt), action)
         with self._lock:
-            self._action_states[k] = states
-            self._action_states.move_to_end(k)
-            while len(self._action_states) > self.max_action_states:
-                self._action_states.popitem(last=False)
+            _memo_put(self._action_states, k, states, self.max_action_states)
 
     def action_hidden(
         self, namespace: Hashable, prompt: Sequence[int], action: Sequence[int]
     ) -> Any:
         """What :meth:`store_action_hidden` kept for this action after ``prompt``, or None."""
-        k = (namespace, ids_digest(prompt), tuple(int(t) for t in action))
+        k = _action_key(namespace, ids_digest(prompt), action)
         with self._lock:
-            hit = self._action_states.get(k)
-            if hit is not None:
-                self._action_states.move_to_end(k)
-            return hit
+            return _memo_get(self._action_states, k)
 
     def record(self, stats: CacheStats | None, **counts: int) -> None:
         """Add ``counts`` (``lookups``, ``hits``, ``reused``, ``computed``, ``candidates``,
@@ -755,13 +767,14 @@ def _lower_states(
     namespace holds every prompt whole."""
     out: list[tuple[Any, KV]] = []
     for p, (m, _) in zip(prompts, hits, strict=True):
-        n, h = cache.match(hidden_namespace(base, layer), p, start=m)
-        if n < len(p) or h is None:
+        n, states = cache.match(hidden_namespace(base, layer), p, start=m)
+        if n < len(p) or states is None:
             return None
         n, kv = cache.match(base, p, start=m, layers=range(layer))
         if n < len(p) or kv is None:
             return None
-        out.append((h[0][0][0, 0], kv))
+        ((hidden, _),) = states  # the one pseudo-layer: (1, 1, tokens, hidden)
+        out.append((hidden[0, 0], kv))
     return out
 
 
@@ -799,8 +812,7 @@ def _upper_prefill(
         n_layers = int(getattr(config, "num_hidden_layers", 0) or len(lower[0][1]))
         empty = k0.new_zeros((rows, k0.shape[1], 0, k0.shape[3]))
         past = kv_to_cache([(empty, empty)] * n_layers, config)
-    with torch.inference_mode():
-        logits = upper_forward(model, hidden, mask, held, position_ids, past, layer, keep)
+    logits = upper_forward(model, hidden, mask, held, position_ids, past, layer, keep)
     for i in range(layer):  # the lower layers: the base model's KV of the new tokens
         k0, v0 = lower[0][1][i]
         keys = k0.new_zeros((rows, k0.shape[1], width, k0.shape[3]))

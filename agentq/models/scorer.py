@@ -40,7 +40,7 @@ from agentq.models.prefix_cache import (
     resolve_prefix_cache,
     supports_prefix_cache,
 )
-from agentq.models.shared_layers import adapter_free_layers, upper_forward
+from agentq.models.shared_layers import adapter_free_layers, segment_mask, upper_forward
 from agentq.protocols import BaseScorer, ScoringItem
 from agentq.render import tokenize_for_scoring
 from agentq.types import Context
@@ -426,32 +426,28 @@ def _candidate_pass(
             and given is not None
             and all((chunks[i][0], j) in given[1] for i in batch for j, _ in chunks[i][1])
         )
+        # each candidate's place: (batch row, run row, slot, ids, first column, tokens run)
+        places = []
+        for k, i in enumerate(batch):
+            r, cands = chunks[i]
+            at = 0
+            for j, a in cands:
+                places.append((k, r, j, a, at, len(a) - 1))
+                at += len(a) - 1
+            computed += at
         ids = torch.full((b, width), pad, dtype=torch.long)
         pos = torch.zeros((b, width), dtype=torch.long)
         seg = torch.full((b, width), -1, dtype=torch.long)
         targets = torch.zeros((b, width), dtype=torch.long)
         rows = torch.tensor([chunks[i][0] for i in batch], dtype=torch.long)
-        for k, i in enumerate(batch):
-            r, cands = chunks[i]
-            at = 0
-            for c, (_, a) in enumerate(cands):
-                n = len(a) - 1
-                ids[k, at : at + n] = torch.tensor(a[:-1])
-                targets[k, at : at + n] = torch.tensor(a[1:])
-                pos[k, at : at + n] = len(run[r].prompt) + torch.arange(n)
-                seg[k, at : at + n] = c
-                at += n
-            computed += at
+        for k, r, j, a, at, n in places:
+            ids[k, at : at + n] = torch.tensor(a[:-1])
+            targets[k, at : at + n] = torch.tensor(a[1:])
+            pos[k, at : at + n] = len(run[r].prompt) + torch.arange(n)
+            seg[k, at : at + n] = j
         prompt = mask.cpu().index_select(0, rows)
         if packed:
-            causal = torch.ones((width, width), dtype=torch.bool).tril()
-            own = (seg.unsqueeze(2) == seg.unsqueeze(1)) & (seg.unsqueeze(2) >= 0) & causal
-            own |= torch.eye(width, dtype=torch.bool).unsqueeze(0)  # padding attends to itself
-            allow = torch.cat([prompt.bool().unsqueeze(1).expand(b, width, -1), own], 2)
-            dtype = next(model.parameters()).dtype
-            attention = torch.zeros((b, 1, *allow.shape[1:]), dtype=dtype).masked_fill_(
-                ~allow.unsqueeze(1), torch.finfo(dtype).min
-            )
+            attention = segment_mask(prompt, seg, next(model.parameters()).dtype)
         else:
             attention = torch.cat([prompt, (seg >= 0).long()], dim=1)
         past = _expand_cache(cache_out, rows.to(device), model.config)
@@ -460,12 +456,8 @@ def _candidate_pass(
             layer, states = given
             h0 = next(iter(states.values()))
             hidden = h0.new_zeros((b, width, h0.shape[-1]))
-            for k, i in enumerate(batch):
-                r, cands = chunks[i]
-                at = 0
-                for j, a in cands:
-                    hidden[k, at : at + len(a) - 1] = states[(r, j)]
-                    at += len(a) - 1
+            for k, r, j, _, at, n in places:
+                hidden[k, at : at + n] = states[(r, j)]
             logits = upper_forward(
                 model, hidden, None, 0, pos.to(device), past, layer, attention=attention.to(device)
             )
@@ -482,22 +474,13 @@ def _candidate_pass(
             logits = res.logits
             for layer in keep_layers:
                 states_in = res.hidden_states[layer]
-                for k, i in enumerate(batch):
-                    r, cands = chunks[i]
-                    at = 0
-                    for j, a in cands:
-                        kept[(r, j, layer)] = states_in[k, at : at + len(a) - 1].clone()
-                        at += len(a) - 1
+                for k, r, j, _, at, n in places:
+                    kept[(r, j, layer)] = states_in[k, at : at + n].clone()
         lsm = torch.log_softmax(logits.float(), dim=-1)
         tok_lp = lsm.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1).cpu()
         del logits, lsm
-        for k, i in enumerate(batch):
-            r, cands = chunks[i]
-            at = 0
-            for j, a in cands:
-                n = len(a) - 1
-                out[run[r].item][j].extend(tok_lp[k, at : at + n].tolist())
-                at += n
+        for k, r, j, _, at, n in places:
+            out[run[r].item][j].extend(tok_lp[k, at : at + n].tolist())
     return computed, kept, upper_run
 
 

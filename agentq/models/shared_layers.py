@@ -74,23 +74,35 @@ def _layer_cache_kwarg(layer: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def prefill_mask(mask: Any, held: int, dtype: Any) -> Any:
-    """The 4-D additive attention mask of a cached prefill: ``mask`` (R, held + width) marks
-    each row's real slots; a new token sees the row's cached slots and the new tokens up to
-    itself. A padding query sees itself only (no fully masked row)."""
+def segment_mask(context: Any, segments: Any, dtype: Any) -> Any:
+    """A 4-D additive attention mask over ``[context columns | new tokens]``.
+
+    ``context`` (R, C) marks each row's real context columns; ``segments`` (R, W) gives each
+    new token's segment (-1: padding). A new token sees its row's context and the earlier
+    tokens of its own segment; a padding query sees itself only (no fully masked row). One
+    segment per row is a cached prefill; several are candidates packed side by side.
+    """
     import torch
 
-    rows, total = mask.shape
-    width = total - held
-    device = mask.device
-    real = mask.bool()
+    rows, width = segments.shape
+    device = segments.device
     causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
-    new = real[:, held:].unsqueeze(1) & causal.unsqueeze(0)  # (R, q, k)
-    new |= torch.eye(width, dtype=torch.bool, device=device).unsqueeze(0)
-    allow = torch.cat([real[:, :held].unsqueeze(1).expand(rows, width, held), new], dim=2)
-    return torch.zeros((rows, 1, width, total), dtype=dtype, device=device).masked_fill_(
-        ~allow.unsqueeze(1), torch.finfo(dtype).min
+    own = (segments.unsqueeze(2) == segments.unsqueeze(1)) & (segments.unsqueeze(2) >= 0)
+    own = (own & causal) | torch.eye(width, dtype=torch.bool, device=device).unsqueeze(0)
+    seen = context.to(device).bool().unsqueeze(1).expand(rows, width, -1)
+    allow = torch.cat([seen, own], dim=2).unsqueeze(1)
+    return torch.zeros(allow.shape, dtype=dtype, device=device).masked_fill_(
+        ~allow, torch.finfo(dtype).min
     )
+
+
+def prefill_mask(mask: Any, held: int, dtype: Any) -> Any:
+    """:func:`segment_mask` of a cached prefill: ``mask`` (R, held + width) marks each row's
+    real slots (its cached prefix, then its new tokens from the first new column)."""
+    import torch
+
+    segments = torch.where(mask[:, held:].bool(), 0, -1)  # one segment: the new tokens
+    return segment_mask(mask[:, :held], segments, dtype)
 
 
 def upper_forward(

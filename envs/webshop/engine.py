@@ -168,6 +168,20 @@ def render_item(
     return "\n".join(lines)
 
 
+_OPTION_ROW = re.compile(r"^([^\[\]\n:]+): \[", re.MULTILINE)
+_CHOSEN_ROW = re.compile(r"^chosen: (.*)$", re.MULTILINE)
+
+
+def read_item_options(page: str) -> tuple[list[str], dict[str, str]]:
+    """The option kinds an item page (:func:`render_item`) offers and the ones chosen on it
+    (``{kind: value}``); ``([], {})`` for any other page."""
+    chosen_row = _CHOSEN_ROW.search(page)
+    chosen = dict(
+        part.split("=", 1) for part in (chosen_row.group(1).split(", ") if chosen_row else [])
+    )
+    return _OPTION_ROW.findall(page), chosen
+
+
 def render_sub(state: PageState, product: Mapping[str, Any], text_chars: int | None) -> str:
     """A sub-page: the description, the features (bullet points) or up to three reviews."""
     asin = str(product["asin"]).lower()
@@ -212,6 +226,7 @@ __all__ = [
     "format_price",
     "option_lookup",
     "parse_action",
+    "read_item_options",
     "render_item",
     "render_results",
     "render_search",
