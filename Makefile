@@ -25,12 +25,13 @@ $(VENV)/.installed: pyproject.toml setup.py
 demo: setup
 	$(VENV)/bin/agentq demo
 
-# The full WebShop evaluation of docs/eval.md (50 held-out test tasks, 5 methods at N = 5, 10 steps;
+# The full WebShop evaluation of docs/eval.md (100 held-out test tasks, 5 methods at N = 5, 10 steps;
 # two Ray workers on the 2 CPU cores). Resumable: run it again after an interruption and finished
 # episodes are kept.
 EVAL_OUT ?= runs/eval-webshop
+EVAL_TASKS ?= 100
 eval-webshop: setup
-	$(VENV)/bin/agentq eval --env webshop --split test --tasks 50 --policy smollm2 \
+	$(VENV)/bin/agentq eval --env webshop --split test --tasks $(EVAL_TASKS) --policy smollm2 \
 		--qmodel agentq/eval/assets/qmodel_webshop --methods greedy,sample,random,majority,best-of-n \
 		--n 5 --max-steps 10 --temperature 1.0 --seed 0 --env-option instruction_search=true \
 		--policy-option max_length=512 --backend ray --workers 2 --out $(EVAL_OUT) --resume
