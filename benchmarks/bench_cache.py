@@ -5,12 +5,17 @@ Three measurements, each run twice on the same models (prefix cache on, then off
 1. **WebShop**: one real episode (``--webshop-steps``, default 6) of best-of-N: SmolLM2 as the
    constrained policy proposes N actions from ``valid_actions()``, the Q-model on the same base
    (the shipped ``agentq/eval/assets/qmodel_webshop``) scores them adapter on and off, the best
-   is executed.
+   is executed. The policy gets the Q-model's context budget (its ``max_length``, 512), as
+   ``make demo`` and ``make eval-webshop`` run it (``--webshop-policy-max-length full``: the
+   model's whole window instead, so the policy and the Q-model truncate differently).
 2. **Tool use**: one episode of the tool-use environment (``--tooluse-steps``, default 10; free
    generation, then Q-scoring; an episode the agent finishes earlier reports its own steps).
+   The policy sees its whole window, as the tool-use runs of ``docs/eval.md`` run it.
 3. **Server**: ``agentq serve`` (uvicorn in a thread) with the same Q-model, and ``--clients``
    concurrent multi-step clients that each replay the WebShop episode's contexts step by step
-   (every request extends the previous one's context): steps per second.
+   (every request extends the previous one's context): steps per second. Measured
+   ``--server-rounds`` times (default 3), cached and uncached rounds alternating, each round
+   on an empty cache; the median of each is printed (one round is short and noisy on 2 cores).
 
 Printed: prefill tokens computed (prompt tokens run through a model, policy + Q-model on and
 off), wall seconds per episode, the ratios, the server's step rate, and the cache's peak bytes
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -163,6 +169,12 @@ def main() -> None:
     ap.add_argument("--webshop-steps", type=int, default=6)
     ap.add_argument("--tooluse-steps", type=int, default=10)
     ap.add_argument("--clients", type=int, default=4, help="Concurrent server clients.")
+    ap.add_argument("--server-rounds", type=int, default=3, help="Server rounds (median).")
+    ap.add_argument(
+        "--webshop-policy-max-length",
+        default="qmodel",
+        help="The WebShop policy's context budget: qmodel (the Q-model's), full, or tokens.",
+    )
     ap.add_argument("--cache-bytes", default="512MiB", help="Prefix cache budget.")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--device", default=None)
@@ -173,7 +185,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.webshop_steps, args.tooluse_steps = min(args.webshop_steps, 3), 2
-        args.n, args.max_new_tokens, args.clients = 3, 8, 2
+        args.n, args.max_new_tokens, args.clients, args.server_rounds = 3, 8, 2, 1
     from agentq.models.prefix_cache import PrefixCache, parse_cache_bytes
 
     budget = parse_cache_bytes(args.cache_bytes)
@@ -183,12 +195,23 @@ def main() -> None:
         cache = PrefixCache(budget)
         on = load(policy, qdir, cache, args)
         off = load(policy, qdir, None, args)
-        envs_to_run = [("webshop", args.webshop_steps, {})]
+        ws_budget = (
+            None
+            if args.webshop_policy_max_length == "full"
+            else on[1].max_length
+            if args.webshop_policy_max_length == "qmodel"
+            else int(args.webshop_policy_max_length)
+        )
+        envs_to_run = [("webshop", args.webshop_steps, ws_budget)]
         if not args.skip_tooluse:
-            envs_to_run.append(("tooluse", args.tooluse_steps, {}))
+            envs_to_run.append(("tooluse", args.tooluse_steps, None))
         ws_contexts: list[Any] = []
         ws_actions: list[str] = []
-        for name, steps, opts in envs_to_run:
+        full = on[0].max_length
+        for name, steps, room in envs_to_run:
+            on[0].max_length = off[0].max_length = room or full
+            print(f"{name}: policy max_length {room or full}", flush=True)
+            opts: dict[str, Any] = {}
             a = episode(name, steps, *on, args, env_options=opts)
             b = episode(name, steps, *off, args, replay=a["actions"], env_options=opts)
             rows.append((name, a, b))
@@ -214,12 +237,18 @@ def main() -> None:
             "below the adapter were the base model's)"
         )
         if not args.skip_server and ws_contexts:
-            cache.clear()
-            r_on = serve_rate(on[1], ws_contexts, ws_actions, args.clients)
-            r_off = serve_rate(off[1], ws_contexts, ws_actions, args.clients)
+            rates: dict[str, list[float]] = {"cached": [], "uncached": []}
+            for _ in range(args.server_rounds):
+                cache.clear()
+                rates["cached"].append(serve_rate(on[1], ws_contexts, ws_actions, args.clients))
+                rates["uncached"].append(serve_rate(off[1], ws_contexts, ws_actions, args.clients))
+            r_on, r_off = (statistics.median(rates[k]) for k in ("cached", "uncached"))
+            rounds = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(*rates.values(), strict=True))
             print(
-                f"\nserver, {args.clients} multi-step clients x {len(ws_contexts)} steps: "
-                f"{r_on:.2f} steps/s cached, {r_off:.2f} uncached ({r_on / r_off:.2f}x)"
+                f"\nserver, {args.clients} multi-step clients x {len(ws_contexts)} steps, "
+                f"median of {args.server_rounds} rounds: "
+                f"{r_on:.2f} steps/s cached, {r_off:.2f} uncached ({r_on / r_off:.2f}x); "
+                f"rounds cached/uncached: {rounds}"
             )
         print(
             f"peak cache bytes {cache.peak_bytes} <= budget {budget}: {cache.peak_bytes <= budget}"

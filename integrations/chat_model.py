@@ -484,7 +484,9 @@ class LocalChatModel(BaseChatModel):
             "pad_token_id": tok.pad_token_id,
         }
         if stop:
-            kw.update(stop_strings=list(stop), tokenizer=tok)
+            from agentq.models.stopping import stop_string_criteria
+
+            kw.update(stopping_criteria=stop_string_criteria(tok, stop))
         if s["temperature"] > 0:
             kw.update(do_sample=True, temperature=s["temperature"], top_p=s["top_p"])
         else:

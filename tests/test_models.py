@@ -915,3 +915,23 @@ def test_reference_cache_file_skips_the_reference_pass(
     cache.write_text("not json\n")
     with pytest.raises(UserInputError, match="not a reference cache file"):
         fill_reference_logps(peft, group_pairs(tok, pairs, 256), cache_file=cache)
+
+
+def test_stop_strings_prepared_once_and_stop_as_generate_would(tiny: tuple[Any, Any]) -> None:
+    import torch
+
+    from agentq.models.stopping import stop_string_criteria
+
+    model, tok = tiny
+    a, b = stop_string_criteria(tok, ["]", "\n\n"]), stop_string_criteria(tok, ["]", "\n\n"])
+    assert a[0] is b[0] and stop_string_criteria(tok, ["]"])[0] is not a[0]
+    ids = torch.tensor([tok("search[", add_special_tokens=False)["input_ids"]] * 3)
+    outs = []
+    for kw in ({"stopping_criteria": a}, {"stop_strings": ["]", "\n\n"], "tokenizer": tok}):
+        torch.manual_seed(1)
+        outs.append(
+            model.generate(
+                input_ids=ids, max_new_tokens=12, do_sample=True, top_k=0, pad_token_id=0, **kw
+            ).tolist()
+        )
+    assert outs[0] == outs[1]

@@ -458,3 +458,62 @@ def test_two_q_models_on_one_base_with_different_adapted_layers(
             got, want = s.score(ctx, actions(t)), p.score(ctx, actions(t))
             assert max(abs(x - y) for x, y in zip(got, want, strict=True)) < 1e-4
     assert all(s.stats()["upper_candidates"] > 0 for s in scorers)
+
+
+# -- N samples decoded against one copy of the prompt ----------------------------------------
+@pytest.mark.parametrize(("heads", "kv_heads", "q"), [(4, 4, 1), (6, 2, 1), (6, 3, 3)])
+def test_shared_prefix_attention_equals_per_row_attention(
+    heads: int, kv_heads: int, q: int
+) -> None:
+    import torch
+
+    from agentq.models.shared_prefix_decoding import shared_prefix_attention
+
+    g = torch.Generator().manual_seed(0)
+    rows, d, plen, own = 3, 8, 11, 4
+    query = torch.randn(rows, heads, q, d, generator=g)
+    pk, pv = (torch.randn(1, kv_heads, plen, d, generator=g) for _ in range(2))
+    k, v = (torch.randn(rows, kv_heads, own, d, generator=g) for _ in range(2))
+    got = shared_prefix_attention(query, k, v, pk, pv, scaling=0.3)
+    # the plain computation: every row's own copy of the prompt, causal over its own tokens
+    full_k = torch.cat([pk.expand(rows, -1, -1, -1), k], 2).repeat_interleave(heads // kv_heads, 1)
+    full_v = torch.cat([pv.expand(rows, -1, -1, -1), v], 2).repeat_interleave(heads // kv_heads, 1)
+    allowed = torch.ones(q, plen + own, dtype=torch.bool)
+    for i in range(q):
+        allowed[i, plen + own - q + i + 1 :] = False
+    want = torch.nn.functional.scaled_dot_product_attention(
+        query, full_k, full_v, attn_mask=allowed, scale=0.3
+    ).transpose(1, 2)
+    assert got.shape == (rows, q, heads, d)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_samples_decode_against_one_copy_of_the_prompt(
+    dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentq.models import shared_prefix_decoding as spd
+    from agentq.models.prefix_cache import cached_generate
+
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    assert spd.supported(model)
+    prompt = tokenize_for_scoring(tok, episode(3)[-1], "x")[0]
+    kw: dict[str, Any] = {"max_new_tokens": 5, "do_sample": True, "top_k": 0, "pad_token_id": 0}
+    calls: list[int] = []
+    two_part = spd.shared_prefix_attention
+    monkeypatch.setattr(
+        spd, "shared_prefix_attention", lambda *a, **k: calls.append(1) or two_part(*a, **k)
+    )
+    runs = []
+    for cache in (PrefixCache("64MiB"), None):
+        import torch
+
+        torch.manual_seed(5)
+        out = cached_generate(model, prompt, 4, cache=cache, **kw)
+        runs.append((out.sequences.tolist(), cache))
+    (shared, cache), (plain, _) = runs
+    assert shared == plain
+    layers = model.config.num_hidden_layers
+    assert len(calls) == 5 * layers  # every generated token, every layer: the two-part path
+    assert cache is not None and cache.cached_length(model_namespace(model), prompt) == len(prompt)
+    # other attention calls in the process go to sdpa unchanged
+    assert getattr(spd._handoff, "prefix", None) is None

@@ -37,7 +37,9 @@ Who uses it (:func:`shared_prefix_cache` is the one process-wide instance by def
   adapted layers (:mod:`agentq.models.shared_layers`).
 * Free generation (:func:`cached_generate`) in :class:`LocalProposer` and
   ``LocalChatModel``: used when every row of one ``generate`` call has the same prompt (one
-  context, N samples). Several different prompts in one call are left-padded together and
+  context, N samples). The prompt is computed once (batch 1) from its cached prefix, and the
+  N rows decode against that one copy of its KV
+  (:mod:`agentq.models.shared_prefix_decoding`). Several different prompts in one call are left-padded together and
   run uncached: their padded positions would not match the cached ones, and splitting the
   call would change how the sampler draws from the seeded generator.
 * Not used: the tool-augmented reward model (``rm:DIR``) with ``pooling="mean"`` needs the
@@ -956,40 +958,81 @@ def cached_generate(
 ) -> Any:
     """``model.generate`` for ``rows`` copies of one ``prompt``, starting from its cached prefix.
 
-    The prompt's KV is stored afterwards for later calls. Returns the ``generate`` output
-    (``return_dict_in_generate=True``: ``.sequences`` holds prompt + generated ids). Samples
-    are the same as an uncached call under the same seed: the sampler draws in the same shape
-    and order; only the prefill differs, by float rounding.
+    The prompt (all but its last token) is computed once, in a batch of one, from its longest
+    cached prefix, and stored; the rows then decode against that one copy of the prompt's KV
+    (:mod:`agentq.models.shared_prefix_decoding`: no per-row copies, the prompt read once per
+    generated token). Models that path does not support, and prompts the budget cannot hold,
+    start ``generate`` from the cached prefix copied into every row instead.
+
+    Returns the ``generate`` output (``return_dict_in_generate=True``: ``.sequences`` holds
+    prompt + generated ids). Samples are the same as an uncached call under the same seed: the
+    sampler draws in the same shape and order; only the attention's arithmetic differs, by
+    float rounding.
     """
     import torch
+
+    from agentq.models import shared_prefix_decoding as spd
 
     device = next(model.parameters()).device
     ids = [int(t) for t in prompt]
     use = cache is not None and supports_prefix_cache(model)
     ns = namespace if namespace is not None else (model_namespace(model) if use else None)
-    n, kv = (0, None)
-    if use:
-        assert cache is not None
-        n, kv = cache.match(ns, ids, max_tokens=len(ids) - 1)
-        cache.record(stats, lookups=1, hits=int(n > 0), reused=n, computed=len(ids) - n)
-    elif stats is not None:
-        stats.add(computed=len(ids))
     input_ids = torch.tensor([ids] * rows, dtype=torch.long, device=device)
     kwargs = dict(generate_kwargs)
     kwargs["return_dict_in_generate"] = True
-    if kv is not None:
-        expanded = [
-            (k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1).contiguous())
-            for k, v in kv
-        ]
-        kwargs[cache_kwarg(model)] = kv_to_cache(expanded, model.config)
-    else:
-        kwargs["use_cache"] = True
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs
-        )
-    if use:
+    shared = None
+    prefix: KV = []
+    if use and len(ids) > 1 and spd.supported(model):
+        assert cache is not None
+        with torch.inference_mode():
+            cached_prefill(
+                model, [ids[:-1]], cache=cache, namespace=ns, stats=stats, last_logits_only=True
+            )
+        n, kv = cache.match(ns, ids, max_tokens=len(ids) - 1)
+        if n == len(ids) - 1 and kv is not None:
+            prefix = kv
+            shared = spd.shared_prefix_cache(prefix)
+            cache.record(stats, computed=1)  # the last prompt token (one per row, the same)
+            kwargs[cache_kwarg(model)] = shared
+    if shared is None:
+        n, kv = (0, None)
+        if use:
+            assert cache is not None
+            n, kv = cache.match(ns, ids, max_tokens=len(ids) - 1)
+            cache.record(stats, lookups=1, hits=int(n > 0), reused=n, computed=len(ids) - n)
+        elif stats is not None:
+            stats.add(computed=len(ids))
+        if kv is not None:
+            expanded = [
+                (k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1).contiguous())
+                for k, v in kv
+            ]
+            kwargs[cache_kwarg(model)] = kv_to_cache(expanded, model.config)
+        else:
+            kwargs["use_cache"] = True
+    try:
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs
+            )
+    finally:
+        spd.clear_handoff()
+    if use and shared is not None:
+        assert cache is not None
+        # the whole prompt: the shared part, then row 0's first own token (the last one)
+        last = spd.own_tokens(shared)
+
+        def whole(start: int, end: int) -> KV:
+            return [
+                (
+                    torch.cat([pk[:, :, start:], k[:, :, :1]], 2),
+                    torch.cat([pv[:, :, start:], v[:, :, :1]], 2),
+                )
+                for (pk, pv), (k, v) in zip(prefix, last, strict=True)
+            ]
+
+        cache.insert(ns, ids, whole)
+    elif use:
         assert cache is not None
         past = getattr(out, "cache", None)
         if past is None:

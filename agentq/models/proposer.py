@@ -42,6 +42,7 @@ from agentq.models.prefix_cache import (
     supports_prefix_cache,
 )
 from agentq.models.scorer import model_max_length, prefix_shared_logprobs
+from agentq.models.stopping import stop_string_criteria
 from agentq.protocols import FREE_TEXT, BaseProposer, ProposalRequest
 from agentq.render import tokenize_for_scoring, truncate_context
 from agentq.seeding import current_task
@@ -392,7 +393,7 @@ class LocalProposer(BaseProposer):
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if stop:
-            kwargs.update(stop_strings=list(stop), tokenizer=tok)
+            kwargs.update(stopping_criteria=stop_string_criteria(tok, stop))
         if self.prefix_cache is not None and all(p == prompts[0] for p in prompts):
             # one prompt, N samples: start from its cached prefix (same draws as uncached)
             gen = cached_generate(
