@@ -5,17 +5,22 @@ Three measurements, each run twice on the same models (prefix cache on, then off
 1. **WebShop**: one real episode (``--webshop-steps``, default 6) of best-of-N: SmolLM2 as the
    constrained policy proposes N actions from ``valid_actions()``, the Q-model on the same base
    (the shipped ``agentq/eval/assets/qmodel_webshop``) scores them adapter on and off, the best
-   is executed. The policy gets the Q-model's context budget (its ``max_length``, 512), as
-   ``make demo`` and ``make eval-webshop`` run it (``--webshop-policy-max-length full``: the
-   model's whole window instead, so the policy and the Q-model truncate differently).
+   is executed. Run twice (``--webshop-policy-max-length full,qmodel``): with the policy
+   seeing the model's whole window (the row ``webshop``, whose contexts the server replays),
+   and with the policy given the Q-model's context budget (its ``max_length``, 512), as
+   ``make demo`` and ``make eval-webshop`` run it (the row ``webshop@512``). The two follow
+   different actions, so their figures are not comparable with each other, only cached
+   against uncached within a row.
 2. **Tool use**: one episode of the tool-use environment (``--tooluse-steps``, default 10; free
    generation, then Q-scoring; an episode the agent finishes earlier reports its own steps).
    The policy sees its whole window, as the tool-use runs of ``docs/eval.md`` run it.
 3. **Server**: ``agentq serve`` (uvicorn in a thread) with the same Q-model, and ``--clients``
    concurrent multi-step clients that each replay the WebShop episode's contexts step by step
    (every request extends the previous one's context): steps per second. Measured
-   ``--server-rounds`` times (default 3), cached and uncached rounds alternating, each round
-   on an empty cache; the median of each is printed (one round is short and noisy on 2 cores).
+   ``--server-rounds`` times (default 5), cached and uncached rounds alternating, each round
+   on an empty cache; the median of each is printed, and every round with the server's mean
+   batch size (one round is short, and on 2 cores a round's rate depends on whether the
+   clients' requests happen to arrive together and are batched).
 
 Printed: prefill tokens computed (prompt tokens run through a model, policy + Q-model on and
 off), wall seconds per episode, the ratios, the server's step rate, and the cache's peak bytes
@@ -135,8 +140,11 @@ def episode(
     }
 
 
-def serve_rate(scorer: Any, contexts: list[Any], actions: list[str], clients: int) -> float:
-    """Steps/s of ``clients`` concurrent clients, each replaying ``contexts`` in order."""
+def serve_rate(
+    scorer: Any, contexts: list[Any], actions: list[str], clients: int
+) -> tuple[float, float]:
+    """(steps/s, mean batch size) of ``clients`` concurrent clients, each replaying
+    ``contexts`` in order."""
     from agentq.integrations.server import BackgroundServer, RemoteScorer, create_app
 
     done = []
@@ -160,7 +168,12 @@ def serve_rate(scorer: Any, contexts: list[Any], actions: list[str], clients: in
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-    return len(done) / wall
+        probe = RemoteScorer(srv.url)
+        try:
+            batch = float(probe.metrics()["batch_size"]["mean"] or 0.0)
+        finally:
+            probe.close()
+    return len(done) / wall, batch
 
 
 def main() -> None:
@@ -169,11 +182,12 @@ def main() -> None:
     ap.add_argument("--webshop-steps", type=int, default=6)
     ap.add_argument("--tooluse-steps", type=int, default=10)
     ap.add_argument("--clients", type=int, default=4, help="Concurrent server clients.")
-    ap.add_argument("--server-rounds", type=int, default=3, help="Server rounds (median).")
+    ap.add_argument("--server-rounds", type=int, default=5, help="Server rounds (median).")
     ap.add_argument(
         "--webshop-policy-max-length",
-        default="qmodel",
-        help="The WebShop policy's context budget: qmodel (the Q-model's), full, or tokens.",
+        default="full,qmodel",
+        help="WebShop episodes, one per policy context budget: full (the model's window), "
+        "qmodel (the Q-model's max_length) or a number of tokens, comma-separated.",
     )
     ap.add_argument("--cache-bytes", default="512MiB", help="Prefix cache budget.")
     ap.add_argument("--max-new-tokens", type=int, default=48)
@@ -195,27 +209,27 @@ def main() -> None:
         cache = PrefixCache(budget)
         on = load(policy, qdir, cache, args)
         off = load(policy, qdir, None, args)
-        ws_budget = (
-            None
-            if args.webshop_policy_max_length == "full"
-            else on[1].max_length
-            if args.webshop_policy_max_length == "qmodel"
-            else int(args.webshop_policy_max_length)
-        )
-        envs_to_run = [("webshop", args.webshop_steps, ws_budget)]
+        envs_to_run: list[tuple[str, str, int, int | None]] = []
+        full = on[0].max_length
+        for spec in args.webshop_policy_max_length.split(","):
+            if spec == "full":
+                envs_to_run.append(("webshop", "webshop", args.webshop_steps, None))
+            else:
+                room = on[1].max_length if spec == "qmodel" else int(spec)
+                label = f"webshop@{room}" if room else "webshop"
+                envs_to_run.append((label, "webshop", args.webshop_steps, room))
         if not args.skip_tooluse:
-            envs_to_run.append(("tooluse", args.tooluse_steps, None))
+            envs_to_run.append(("tooluse", "tooluse", args.tooluse_steps, None))
         ws_contexts: list[Any] = []
         ws_actions: list[str] = []
-        full = on[0].max_length
-        for name, steps, room in envs_to_run:
+        for label, name, steps, room in envs_to_run:
             on[0].max_length = off[0].max_length = room or full
-            print(f"{name}: policy max_length {room or full}", flush=True)
+            cache.clear()  # each episode starts on an empty cache
             opts: dict[str, Any] = {}
             a = episode(name, steps, *on, args, env_options=opts)
             b = episode(name, steps, *off, args, replay=a["actions"], env_options=opts)
-            rows.append((name, a, b))
-            if name == "webshop":
+            rows.append((label, a, b))
+            if name == "webshop" and not ws_contexts:  # the first WebShop episode's
                 ws_contexts = a["contexts"]
                 ws_actions = list(dict.fromkeys(a["actions"]))[: args.n] or ["click[back]"]
         print(f"\nprefix cache: budget {budget} B, peak {cache.peak_bytes} B", flush=True)
@@ -232,18 +246,23 @@ def main() -> None:
             )
         qs = on[1].cache_stats
         print(
-            f"cached Q-model, both episodes: {qs.upper_tokens} prompt and {qs.upper_candidates} "
+            f"cached Q-model, all episodes: {qs.upper_tokens} prompt and {qs.upper_candidates} "
             f"candidate tokens ran in its adapted layers only (the {on[1].lower_layers} layers "
             "below the adapter were the base model's)"
         )
         if not args.skip_server and ws_contexts:
-            rates: dict[str, list[float]] = {"cached": [], "uncached": []}
+            rates: dict[str, list[tuple[float, float]]] = {"cached": [], "uncached": []}
             for _ in range(args.server_rounds):
                 cache.clear()
                 rates["cached"].append(serve_rate(on[1], ws_contexts, ws_actions, args.clients))
                 rates["uncached"].append(serve_rate(off[1], ws_contexts, ws_actions, args.clients))
-            r_on, r_off = (statistics.median(rates[k]) for k in ("cached", "uncached"))
-            rounds = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(*rates.values(), strict=True))
+            r_on, r_off = (
+                statistics.median(r for r, _ in rates[k]) for k in ("cached", "uncached")
+            )
+            rounds = ", ".join(
+                f"{a:.2f}/{b:.2f} (batch {x:.1f}/{y:.1f})"
+                for (a, x), (b, y) in zip(*rates.values(), strict=True)
+            )
             print(
                 f"\nserver, {args.clients} multi-step clients x {len(ws_contexts)} steps, "
                 f"median of {args.server_rounds} rounds: "
