@@ -314,9 +314,14 @@ def cache_section(args: argparse.Namespace) -> None:
     else:
         acts = list(dict.fromkeys(ws["actions"]))[: args.cache_n]
         cache.clear()
-        r_on = bench_cache.serve_rate(on[1], ws["contexts"], acts, args.clients)
-        r_off = bench_cache.serve_rate(off[1], ws["contexts"], acts, args.clients)
-        row("cache", what, f"{r_on:.1f} vs {r_off:.1f} steps/s ({r_on / r_off:.2f}x)")
+        r_on, b_on = bench_cache.serve_rate(on[1], ws["contexts"], acts, args.clients)
+        r_off, b_off = bench_cache.serve_rate(off[1], ws["contexts"], acts, args.clients)
+        row(
+            "cache",
+            what,
+            f"{r_on:.1f} vs {r_off:.1f} steps/s ({r_on / r_off:.2f}x; mean batch "
+            f"{b_on:.1f} vs {b_off:.1f})",
+        )
     row("cache", "peak bytes / budget", f"{cache.peak_bytes} / {cache.max_bytes}")
 
 
