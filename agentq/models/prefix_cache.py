@@ -39,9 +39,9 @@ Who uses it (:func:`shared_prefix_cache` is the one process-wide instance by def
   ``LocalChatModel``: used when every row of one ``generate`` call has the same prompt (one
   context, N samples). The prompt is computed once (batch 1) from its cached prefix, and the
   N rows decode against that one copy of its KV
-  (:mod:`agentq.models.shared_prefix_decoding`). Several different prompts in one call are left-padded together and
-  run uncached: their padded positions would not match the cached ones, and splitting the
-  call would change how the sampler draws from the seeded generator.
+  (:mod:`agentq.models.shared_prefix_decoding`). Several different prompts in one call are
+  left-padded together and run uncached: their padded positions would not match the cached
+  ones, and splitting the call would change how the sampler draws from the seeded generator.
 * Not used: the tool-augmented reward model (``rm:DIR``) with ``pooling="mean"`` needs the
   hidden state of every token, which a KV cache does not keep, and its verification traces
   are generated across many different prompts at once (see above); ``LocalChatModel``'s

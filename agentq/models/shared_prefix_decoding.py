@@ -6,8 +6,8 @@ concatenation and reads all N in attention. With a long agent context that memor
 not arithmetic, is most of a step on a CPU: at 2,000 tokens, five rows of SmolLM2's KV are
 460 MB copied and read per generated token.
 
-Here the prompt's KV stays one batch-1 tensor per layer (the prefix cache's own entry; nothing
-is copied). :class:`SharedPrefixCache` keeps only the generated tokens per row, and attention
+Here the prompt's KV stays one batch-1 tensor per layer (one copy, read from the prefix cache).
+The cache of :func:`shared_prefix_cache` keeps only the generated tokens per row, and attention
 is computed in two parts: every row's queries against the shared prompt keys in one batched
 matrix product (the prompt KV read once per step), and each row's queries against its own
 generated keys (causal); one softmax over both parts ("cascade" attention, as serving systems
@@ -16,7 +16,7 @@ decode shared prefixes). The numbers equal the per-row computation to float roun
 
 The attention runs through transformers' own dispatch: :func:`install` registers a wrapper of
 the ``sdpa`` attention function that computes the two-part attention for a layer whose
-:class:`SharedPrefixLayer` has just handed it its prompt (a per-thread hand-off, so other
+shared-prefix cache layer has just handed it its prompt (a per-thread hand-off, so other
 threads and every other call go to ``sdpa`` unchanged). Rows must share the whole prompt (no
 padding): the caller's N copies of one prompt. Models other than plain full-attention ``sdpa``
 decoders keep the copying path (:func:`supported`).
@@ -24,6 +24,7 @@ decoders keep the copying path (:func:`supported`).
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -42,7 +43,7 @@ def install() -> None:
     """Register the two-part attention under transformers' ``sdpa`` name (once per process).
 
     Every call without a pending shared prefix goes to the original ``sdpa`` function with the
-    same arguments, so models and callers that never use :class:`SharedPrefixCache` see no
+    same arguments, so models and callers that never use :func:`shared_prefix_cache` see no
     change.
     """
     with _install_lock:
@@ -116,12 +117,14 @@ def shared_prefix_attention(
     return out.reshape(rows, heads, q, d).transpose(1, 2).contiguous()
 
 
+@functools.cache
 def _layer_class() -> Any:
+    """The cache layer class (defined on first use: transformers is imported lazily)."""
     from transformers.cache_utils import DynamicLayer
 
     class SharedPrefixLayer(DynamicLayer):  # type: ignore[misc]
-        """One layer of :class:`SharedPrefixCache`: the shared prompt's (keys, values), batch 1,
-        and each row's own tokens, grown like a ``DynamicLayer``."""
+        """One layer of :func:`shared_prefix_cache`: the shared prompt's (keys, values),
+        batch 1, and each row's own tokens, grown like a ``DynamicLayer``."""
 
         is_croppable = False
 
