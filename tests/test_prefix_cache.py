@@ -517,3 +517,18 @@ def test_samples_decode_against_one_copy_of_the_prompt(
     assert cache is not None and cache.cached_length(model_namespace(model), prompt) == len(prompt)
     # other attention calls in the process go to sdpa unchanged
     assert getattr(spd._handoff, "prefix", None) is None
+
+
+def test_samples_when_the_budget_cannot_hold_the_prompt(dirs: dict[str, Path]) -> None:
+    import torch
+
+    from agentq.models.prefix_cache import cached_generate
+
+    model, tok = load_causal_lm(str(dirs["base"]), device="cpu", dtype="float32")
+    prompt = tokenize_for_scoring(tok, episode(3)[-1], "x")[0]
+    kw: dict[str, Any] = {"max_new_tokens": 4, "do_sample": True, "top_k": 0, "pad_token_id": 0}
+    runs = []
+    for cache in (PrefixCache(1024), None):  # 1 KiB: not even the prompt fits
+        torch.manual_seed(9)
+        runs.append(cached_generate(model, prompt, 3, cache=cache, **kw).sequences.tolist())
+    assert runs[0] == runs[1]
