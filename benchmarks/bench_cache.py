@@ -225,9 +225,8 @@ def main() -> None:
         for label, name, steps, room in envs_to_run:
             on[0].max_length = off[0].max_length = room or full
             cache.clear()  # each episode starts on an empty cache
-            opts: dict[str, Any] = {}
-            a = episode(name, steps, *on, args, env_options=opts)
-            b = episode(name, steps, *off, args, replay=a["actions"], env_options=opts)
+            a = episode(name, steps, *on, args)
+            b = episode(name, steps, *off, args, replay=a["actions"])
             rows.append((label, a, b))
             if name == "webshop" and not ws_contexts:  # the first WebShop episode's
                 ws_contexts = a["contexts"]

@@ -923,15 +923,14 @@ def test_stop_strings_prepared_once_and_stop_as_generate_would(tiny: tuple[Any, 
     from agentq.models.stopping import stop_string_criteria
 
     model, tok = tiny
-    a, b = stop_string_criteria(tok, ["]", "\n\n"]), stop_string_criteria(tok, ["]", "\n\n"])
-    assert a[0] is b[0] and stop_string_criteria(tok, ["]"])[0] is not a[0]
-    ids = torch.tensor([tok("search[", add_special_tokens=False)["input_ids"]] * 3)
-    outs = []
-    for kw in ({"stopping_criteria": a}, {"stop_strings": ["]", "\n\n"], "tokenizer": tok}):
-        torch.manual_seed(1)
-        outs.append(
-            model.generate(
-                input_ids=ids, max_new_tokens=12, do_sample=True, top_k=0, pad_token_id=0, **kw
-            ).tolist()
-        )
-    assert outs[0] == outs[1]
+    ids = torch.tensor([tok("search[", add_special_tokens=False)["input_ids"]] * 2)
+    kw: dict[str, Any] = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": 0}
+    free = model.generate(input_ids=ids, **kw)[0, ids.shape[1] :].tolist()
+    stop = tok.decode(free[2:3])  # the third greedy token's text: a stop the run must reach
+    assert stop.strip()
+    a, b = stop_string_criteria(tok, [stop, "\n\n"]), stop_string_criteria(tok, [stop, "\n\n"])
+    assert a[0] is b[0] and stop_string_criteria(tok, [stop])[0] is not a[0]
+    cut = model.generate(input_ids=ids, stopping_criteria=a, **kw).tolist()
+    ref = model.generate(input_ids=ids, stop_strings=[stop, "\n\n"], tokenizer=tok, **kw).tolist()
+    assert cut == ref
+    assert len(cut[0]) - ids.shape[1] < len(free)  # it did stop early

@@ -528,7 +528,7 @@ def test_samples_when_the_budget_cannot_hold_the_prompt(dirs: dict[str, Path]) -
     prompt = tokenize_for_scoring(tok, episode(3)[-1], "x")[0]
     kw: dict[str, Any] = {"max_new_tokens": 4, "do_sample": True, "top_k": 0, "pad_token_id": 0}
     runs = []
-    for cache in (PrefixCache(1024), None):  # 1 KiB: not even the prompt fits
+    for cache in (PrefixCache(1024), None):  # 1 KiB: nothing is stored, the prefill's KV serves
         torch.manual_seed(9)
         runs.append(cached_generate(model, prompt, 3, cache=cache, **kw).sequences.tolist())
     assert runs[0] == runs[1]

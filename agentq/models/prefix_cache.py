@@ -676,6 +676,12 @@ def kv_to_cache(kv: KV, config: Any) -> Any:
     return DynamicCache(ddp_cache_data=[(k, v) for k, v in kv], config=config)
 
 
+def output_cache(out: Any) -> Any:
+    """The KV cache a model output carries (``cache`` in newer transformers), or None."""
+    past = getattr(out, "cache", None)
+    return past if past is not None else getattr(out, "past_key_values", None)
+
+
 def cache_layers(cache: Any) -> KV:
     """(keys, values) per layer of a ``DynamicCache`` (either transformers layout)."""
     layers = getattr(cache, "layers", None)
@@ -930,9 +936,7 @@ def cached_prefill(
             for r, (p, (m, _)) in enumerate(zip(prompts, hits, strict=True)):
                 cache.insert(hidden_namespace(namespace, layer), p, _row_hidden(states, r, m))
     if cache is not None and store:
-        past = getattr(out, "cache", None)
-        if past is None:
-            past = getattr(out, "past_key_values", None)
+        past = output_cache(out)
         if past is not None:
             layers = cache_layers(past)
             for r, (p, (m, _)) in enumerate(zip(prompts, hits, strict=True)):
@@ -961,8 +965,9 @@ def cached_generate(
     The prompt (all but its last token) is computed once, in a batch of one, from its longest
     cached prefix, and stored; the rows then decode against that one copy of the prompt's KV
     (:mod:`agentq.models.shared_prefix_decoding`: no per-row copies, the prompt read once per
-    generated token). Models that path does not support, and prompts the budget cannot hold,
-    start ``generate`` from the cached prefix copied into every row instead.
+    generated token; a prompt the budget cannot hold decodes the same way from the prefill's
+    own KV). Models that path does not support start ``generate`` from the cached prefix
+    copied into every row instead.
 
     Returns the ``generate`` output (``return_dict_in_generate=True``: ``.sequences`` holds
     prompt + generated ids). Samples are the same as an uncached call under the same seed: the
@@ -985,16 +990,15 @@ def cached_generate(
     if use and len(ids) > 1 and spd.supported(model):
         assert cache is not None
         with torch.inference_mode():
-            cached_prefill(
+            pre = cached_prefill(
                 model, [ids[:-1]], cache=cache, namespace=ns, stats=stats, last_logits_only=True
             )
-        n, kv = cache.match(ns, ids, max_tokens=len(ids) - 1)
-        if n == len(ids) - 1 and kv is not None:
-            prefix = kv
-            shared = spd.shared_prefix_cache(prefix)
-            cache.record(stats, computed=1)  # the last prompt token (one per row, the same)
-            kwargs[cache_kwarg(model)] = shared
-    if shared is None:
+        # one row, no padding: the prefill's own cache is the prompt's KV (stored or not)
+        prefix = cache_layers(output_cache(pre.output))
+        shared = spd.shared_prefix_cache(prefix)
+        cache.record(stats, computed=1)  # the last prompt token (one per row, the same)
+        kwargs[cache_kwarg(model)] = shared
+    else:
         n, kv = (0, None)
         if use:
             assert cache is not None
@@ -1034,9 +1038,7 @@ def cached_generate(
         cache.insert(ns, ids, whole)
     elif use:
         assert cache is not None
-        past = getattr(out, "cache", None)
-        if past is None:
-            past = getattr(out, "past_key_values", None)
+        past = output_cache(out)
         if past is not None:
             layers = cache_layers(past)
             if layers and layers[0][0] is not None and layers[0][0].shape[2] >= len(ids):

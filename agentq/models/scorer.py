@@ -36,6 +36,7 @@ from agentq.models.prefix_cache import (
     cached_prefill,
     hidden_namespace,
     model_namespace,
+    output_cache,
     parse_cache_bytes,
     resolve_prefix_cache,
     supports_prefix_cache,
@@ -166,11 +167,6 @@ def _expand_cache(cache: Any, index: Any, config: Any) -> Any:
 _cache_kwarg = cache_kwarg  # the name step_dpo imports
 
 
-def _result_cache(res: Any) -> Any:
-    cache = getattr(res, "cache", None)
-    return cache if cache is not None else res.past_key_values
-
-
 def shared_prefix_forward(
     model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], **forward_kwargs: Any
 ) -> tuple[Any, Any, Any]:
@@ -201,7 +197,7 @@ def shared_prefix_forward(
             mask[r, : len(s)] = 1
     ids, mask = ids.to(device), mask.to(device)
     cache = _expand_cache(
-        _result_cache(res), torch.zeros(k, dtype=torch.long, device=device), model.config
+        output_cache(res), torch.zeros(k, dtype=torch.long, device=device), model.config
     )
     out = model(
         input_ids=ids,
@@ -298,7 +294,7 @@ def prefix_shared_logprobs(
             res, mask = pre.output, pre.mask
             col = pre.last_column
             last_logits = res.logits  # (R, distinct last positions, V)
-            cache_out = _result_cache(res)
+            cache_out = output_cache(res)
             # first action token of each candidate: from the prompt's last position
             flat: list[tuple[int, int, list[int]]] = []  # (run row, (item, action) slot, ids)
             for r, g in enumerate(run):
