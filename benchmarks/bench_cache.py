@@ -16,7 +16,9 @@ Three measurements, each run twice on the same models (prefix cache on, then off
    The policy sees its whole window, as the tool-use runs of ``docs/eval.md`` run it.
 3. **Server**: ``agentq serve`` (uvicorn in a thread) with the same Q-model, and ``--clients``
    concurrent multi-step clients that each replay the WebShop episode's contexts step by step
-   (every request extends the previous one's context): steps per second. Measured
+   (every request extends the previous one's context; each client's task is marked as its
+   own, :func:`agent_context`, so the clients share the system prompt only): steps per
+   second. Measured
    ``--server-rounds`` times (default 5), cached and uncached rounds alternating, each round
    on an empty cache; the median of each is printed, and every round with the server's mean
    batch size (one round is short, and on 2 cores a round's rate depends on whether the
@@ -140,6 +142,16 @@ def episode(
     }
 
 
+def agent_context(context: list[dict[str, str]], k: int) -> list[dict[str, str]]:
+    """``context`` as agent ``k``'s own: its task (the first user turn) is marked as agent
+    k's, so agents share the system prompt, as several agents of one application do, and
+    nothing after it. The context keeps its shape, so truncation drops the same turns."""
+    out = [dict(m) for m in context]
+    first = next(i for i, m in enumerate(out) if m["role"] == "user")
+    out[first]["content"] = f"(agent {k}) " + out[first]["content"]
+    return out
+
+
 def serve_rate(
     scorer: Any, contexts: list[Any], actions: list[str], clients: int
 ) -> tuple[float, float]:
@@ -154,9 +166,7 @@ def serve_rate(
             r = RemoteScorer(srv.url)
             try:
                 for ctx in contexts:
-                    # each client is its own agent: a distinct system line, same shape
-                    own = [{"role": "system", "content": f"Agent {k}."}, *ctx]
-                    r.score(own, actions)
+                    r.score(agent_context(ctx, k), actions)
                     done.append(1)
             finally:
                 r.close()

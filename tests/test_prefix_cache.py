@@ -18,6 +18,7 @@ from agentq.models.prefix_cache import (
     model_namespace,
     parse_cache_bytes,
     resolve_prefix_cache,
+    shared_prefixes,
 )
 from agentq.models.proposer import LocalProposer
 from agentq.models.scorer import (
@@ -143,6 +144,44 @@ def test_batch_of_contexts_with_different_cached_lengths(dirs: dict[str, Path]) 
     for ra, rb in zip(a, b, strict=True):
         assert _max_diff(ra, rb) < 1e-4
     assert cache.totals.hits >= 3
+
+
+def test_shared_prefixes_of_a_batch() -> None:
+    """Which prefixes two or more prompts of a batch share beyond what is cached."""
+    sys_ = list(range(100, 140))  # a 40-token system prompt
+    a, b, c = sys_ + [1, 2, 3], sys_ + [1, 2, 4], sys_ + [7, 8]
+    assert shared_prefixes([a, b, c], [0, 0, 0]) == [sys_ + [1, 2]]  # holds sys_ too
+    assert shared_prefixes([a, c], [0, 0]) == [sys_]
+    assert shared_prefixes([a, c], [30, 30]) == []  # only 10 uncached tokens shared
+    assert shared_prefixes([a, c], [30, 30], min_tokens=10) == [sys_]
+    assert shared_prefixes([sys_, sys_ + [5]], [0, 0]) == [sys_[:-1]]  # one short of each
+    assert shared_prefixes([a], [0]) == [] and shared_prefixes([a, [9] + a], [0, 0]) == []
+
+
+def test_agents_sharing_a_system_prompt_compute_it_once(dirs: dict[str, Path]) -> None:
+    """Four agents' first requests in one batch: their common system prompt is computed
+    once, and every score still equals the uncached one (adapter on and off)."""
+    system = {"role": "system", "content": "You shop for the user. " * 12}
+    items = [
+        (
+            [system, {"role": "user", "content": f"Agent {k}: find item {k} under {k}0 dollars."}],
+            actions(k),
+        )
+        for k in range(4)
+    ]
+    cached = QValueScorer.from_pretrained(
+        dirs["q"], device="cpu", prefix_cache=PrefixCache("64MiB")
+    )
+    plain = QValueScorer.from_pretrained(dirs["q"], device="cpu", prefix_cache=False)
+    got, want = cached.score_batch(items), plain.score_batch(items)
+    assert _max_diff(got, want) < 1e-4
+    tok = cached.tokenizer
+    prompts = [tokenize_for_scoring(tok, c, a[0])[0] for c, a in items]
+    shared = len(shared_prefixes(prompts, [0] * 4)[0])
+    assert shared > 40
+    st, per_pass = cached.stats(), sum(map(len, prompts))
+    assert st["tokens_computed"] == 2 * (per_pass - 3 * shared)  # adapter off and on
+    assert st["tokens_reused"] == 2 * 4 * shared
 
 
 def test_reference_pass_reuses_the_policys_prefix(dirs: dict[str, Path]) -> None:

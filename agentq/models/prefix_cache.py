@@ -834,6 +834,44 @@ def _upper_prefill(
     return SimpleNamespace(logits=logits, cache=past, past_key_values=past)
 
 
+MIN_SHARED_PREFIX = 16
+"""Fewest uncached tokens two prompts of one batch must share before :func:`cached_prefill`
+computes them once, in a pass of their own (below this the extra pass costs more)."""
+
+
+def shared_prefixes(
+    prompts: Sequence[Sequence[int]],
+    cached: Sequence[int],
+    min_tokens: int = MIN_SHARED_PREFIX,
+) -> list[list[int]]:
+    """The prefixes that two or more of ``prompts`` share beyond what is cached for them.
+
+    ``cached[r]`` is how much of prompt r the cache already holds. A prefix is returned when
+    at least ``min_tokens`` of it are not cached for some prompt that has it (each prefix
+    stops one token short of every prompt holding it, whose last token must be computed);
+    one that is a prefix of another returned prefix is left out (storing the longer one
+    stores it too). The several agents of one server batch, or the sibling contexts of a
+    search, share their system prompt, task and common history this way.
+    """
+    order = sorted(range(len(prompts)), key=lambda r: tuple(prompts[r]))
+    best = [0] * len(prompts)
+    for a, b in zip(order, order[1:], strict=False):
+        pa, pb = prompts[a], prompts[b]
+        n = _common(pa, pb, 0)
+        n = min(n, len(pa) - 1, len(pb) - 1)
+        best[a], best[b] = max(best[a], n), max(best[b], n)
+    found = {
+        tuple(prompts[r][: best[r]])
+        for r in range(len(prompts))
+        if best[r] - cached[r] >= min_tokens
+    }
+    return [
+        list(p)
+        for p in sorted(found)
+        if not any(len(q) > len(p) and q[: len(p)] == p for q in found)
+    ]
+
+
 def cached_prefill(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -855,6 +893,9 @@ def cached_prefill(
     result equals an uncached pass to float rounding. The prompts' KV is stored afterwards
     (``store``). With ``cache=None`` this is a plain right-padded prefill.
     ``last_logits_only`` computes logits only at each row's last prompt position.
+    Prompts of one batch that share an uncached prefix (:func:`shared_prefixes`, e.g. the
+    system prompt of several agents' first requests) have it computed once, in a pass of its
+    own before the batch, which then reads it from the cache.
 
     In a namespace with :meth:`PrefixCache.track_hidden` layers, the hidden states entering
     those layers are stored too. ``lower_from=(base namespace, layer)`` (an adapter-on pass
@@ -870,15 +911,33 @@ def cached_prefill(
     if cache is not None and namespace is None:
         namespace = model_namespace(model)
     tracked = sorted(cache.hidden_layers(namespace)) if cache is not None else []
+
+    def usable(p: Sequence[int]) -> int:  # the cached prefix a prompt may start from
+        assert cache is not None
+        limit = len(p) - 1
+        for layer in tracked:  # the hidden states stay as long as the KV
+            limit = min(limit, cache.cached_length(hidden_namespace(namespace, layer), p))
+        return limit
+
+    if cache is not None and store and not forward_kwargs and len(prompts) > 1:
+        shared = shared_prefixes(prompts, [cache.cached_length(namespace, p) for p in prompts])
+        if shared:  # computed once, first: the rows below then find them in the cache
+            cached_prefill(
+                model,
+                shared,
+                cache=cache,
+                namespace=namespace,
+                stats=stats,
+                pad_id=pad_id,
+                last_logits_only=True,
+                lower_from=lower_from,
+            )
     hits: list[tuple[int, KV | None]] = []
     for p in prompts:
         if cache is None:
             hits.append((0, None))
         else:
-            limit = len(p) - 1
-            for layer in tracked:  # the hidden states stay as long as the KV
-                limit = min(limit, cache.cached_length(hidden_namespace(namespace, layer), p))
-            hits.append(cache.match(namespace, p, max_tokens=limit))
+            hits.append(cache.match(namespace, p, max_tokens=usable(p)))
     held = max(m for m, _ in hits)
     news = [len(p) - m for p, (m, _) in zip(prompts, hits, strict=True)]
     width = max(news)
