@@ -104,10 +104,17 @@ def _head_size(context: Context) -> int:
     return min(1, len(context))
 
 
-def _encode_pair(tokenizer: Any, context: Context, action: str) -> tuple[list[int], list[int]]:
-    prompt_ids = _as_ids(
+def _prompt_ids(tokenizer: Any, context: Context) -> list[int]:
+    return _as_ids(
         tokenizer.apply_chat_template(list(context), add_generation_prompt=True, tokenize=True)
     )
+
+
+def _encode_pair(
+    tokenizer: Any, context: Context, action: str, prompt_ids: list[int] | None = None
+) -> tuple[list[int], list[int]]:
+    if prompt_ids is None:
+        prompt_ids = _prompt_ids(tokenizer, context)
     full_ids = _as_ids(
         tokenizer.apply_chat_template([*context, assistant_message(action)], tokenize=True)
     )
@@ -119,6 +126,49 @@ def _encode_pair(tokenizer: Any, context: Context, action: str) -> tuple[list[in
     )
     full_text = tokenizer.apply_chat_template([*context, assistant_message(action)], tokenize=False)
     return prompt_ids, tokenizer.encode(full_text[len(prompt_text) :], add_special_tokens=False)
+
+
+class _TurnDrops:
+    """The contexts :func:`truncate_context` passes through for one context, each rendered
+    once, so several budgets (one per candidate action) cost one series of drops."""
+
+    def __init__(self, tokenizer: Any, context: Context, ids: list[int] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.head = _head_size(context)
+        ctx = list(context)
+        self.states = [(ctx, _prompt_ids(tokenizer, ctx) if ids is None else ids, 0)]
+        self._head_ids: list[int] | None = None
+
+    def _drop_next(self) -> bool:
+        ctx, _, dropped = self.states[-1]
+        head = self.head
+        if len(ctx) <= head + 1:
+            return False
+        # drop the oldest middle turn; keep assistant/observation pairs together
+        k = 2 if len(ctx) > head + 2 and ctx[head].get("role") == "assistant" else 1
+        ctx = ctx[:head] + ctx[head + k :]
+        self.states.append((ctx, _prompt_ids(self.tokenizer, ctx), dropped + k))
+        return True
+
+    def fit(self, budget: int) -> tuple[Context, list[int], int]:
+        i = 0
+        while len(self.states[i][1]) > budget:
+            if i + 1 == len(self.states) and not self._drop_next():
+                break
+            i += 1
+        ctx, ids, dropped = self.states[i]
+        if len(ids) > budget:
+            head = self.head
+            if self._head_ids is None:
+                self._head_ids = _as_ids(
+                    self.tokenizer.apply_chat_template(ctx[:head], tokenize=True)
+                )
+            head_ids = self._head_ids
+            if ids[: len(head_ids)] == head_ids and len(head_ids) < budget:
+                ids = head_ids + ids[len(ids) - (budget - len(head_ids)) :]
+            else:
+                ids = ids[-budget:] if budget > 0 else []
+        return ctx, list(ids), dropped
 
 
 def truncate_context(
@@ -133,23 +183,33 @@ def truncate_context(
     inside the latest turns, never of the task). This is the one truncation rule of agentq:
     collection, training, scoring, generation and the server all call it.
     """
-    ctx = list(context)
-    ids = _as_ids(tokenizer.apply_chat_template(ctx, add_generation_prompt=True, tokenize=True))
-    head = _head_size(ctx)
-    dropped = 0
-    while len(ids) > budget and len(ctx) > head + 1:
-        # drop the oldest middle turn; keep assistant/observation pairs together
-        k = 2 if len(ctx) > head + 2 and ctx[head].get("role") == "assistant" else 1
-        ctx = ctx[:head] + ctx[head + k :]
-        dropped += k
-        ids = _as_ids(tokenizer.apply_chat_template(ctx, add_generation_prompt=True, tokenize=True))
-    if len(ids) > budget:
-        head_ids = _as_ids(tokenizer.apply_chat_template(ctx[:head], tokenize=True))
-        if ids[: len(head_ids)] == head_ids and len(head_ids) < budget:
-            ids = head_ids + ids[len(ids) - (budget - len(head_ids)) :]
-        else:
-            ids = ids[-budget:] if budget > 0 else []
-    return ctx, ids, dropped
+    return _TurnDrops(tokenizer, context).fit(budget)
+
+
+def tokenize_actions_for_scoring(
+    tokenizer: Any,
+    context: Context,
+    actions: Sequence[str],
+    max_length: int | None = None,
+) -> list[tuple[list[int], list[int]]]:
+    """:func:`tokenize_for_scoring` of each of ``actions`` after one ``context``, with the
+    prompt rendered once and each truncation of it once (the results are the same)."""
+    prompt_ids = _prompt_ids(tokenizer, context)
+    drops: _TurnDrops | None = None
+    out = []
+    for action in actions:
+        prompt, action_ids = _encode_pair(tokenizer, context, action, prompt_ids)
+        if max_length is not None and len(prompt) + len(action_ids) > max_length:
+            keep = max_length - len(action_ids)
+            if keep <= 0:
+                raise ValueError(
+                    f"action of {len(action_ids)} tokens does not fit in max_length={max_length}"
+                )
+            if drops is None:
+                drops = _TurnDrops(tokenizer, context, prompt_ids)
+            prompt = drops.fit(keep)[1]
+        out.append((list(prompt), action_ids))  # each its own list, as before
+    return out
 
 
 def tokenize_for_scoring(
@@ -166,15 +226,7 @@ def tokenize_for_scoring(
     first; the system prompt and the task stay), so the action stays whole.
     Raises ``ValueError`` when the action alone does not fit.
     """
-    prompt_ids, action_ids = _encode_pair(tokenizer, context, action)
-    if max_length is not None and len(prompt_ids) + len(action_ids) > max_length:
-        keep = max_length - len(action_ids)
-        if keep <= 0:
-            raise ValueError(
-                f"action of {len(action_ids)} tokens does not fit in max_length={max_length}"
-            )
-        prompt_ids = truncate_context(tokenizer, context, keep)[1]
-    return prompt_ids, action_ids
+    return tokenize_actions_for_scoring(tokenizer, context, [action], max_length)[0]
 
 
 def _as_ids(x: Any) -> list[int]:

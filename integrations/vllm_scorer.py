@@ -14,7 +14,7 @@ from agentq.integrations.openai_proposer import parse_openai_spec, resolve_api_k
 
 from agentq.errors import MalformedResponse, ScorerError, UserInputError
 from agentq.protocols import BaseScorer
-from agentq.render import tokenize_for_scoring
+from agentq.render import tokenize_actions_for_scoring
 from agentq.types import Context
 
 __all__ = ["VLLMQValueScorer", "vllm_scorer_from_spec"]
@@ -171,8 +171,10 @@ class VLLMQValueScorer(BaseScorer):
     def _sequences(self, items: Sequence[tuple[Context, Sequence[str]]]) -> list[_Seq]:
         seqs = []
         for context, actions in items:
-            for a in actions:
-                p, act = tokenize_for_scoring(self.tokenizer, context, a, self.max_length)
+            pairs = tokenize_actions_for_scoring(
+                self.tokenizer, context, list(actions), self.max_length
+            )
+            for a, (p, act) in zip(actions, pairs, strict=True):
                 if not act:
                     raise ScorerError(f"action {a!r} has no tokens")
                 seqs.append(_Seq(list(p) + list(act), len(p)))

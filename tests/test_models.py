@@ -28,6 +28,7 @@ from agentq.models.tiny import (
     save_tiny_qmodel,
 )
 from agentq.render import tokenize_for_scoring
+from agentq.types import Context
 
 SYS = {"role": "system", "content": "You are in a corridor of rooms. Reply with one action."}
 
@@ -173,6 +174,58 @@ def test_left_truncation_matches_training_and_naive(scorer: QValueScorer) -> Non
             scorer.score(long_ctx, ["y" * 200])
     finally:
         scorer.max_length = old
+
+
+def _truncate_by_the_rule(tok: Any, context: Context, budget: int) -> list[int]:
+    """The truncation rule spelled out, one re-render per dropped turn (the oracle)."""
+
+    from agentq.render import _as_ids
+
+    def render(c: Context) -> list[int]:
+        return _as_ids(tok.apply_chat_template(c, add_generation_prompt=True, tokenize=True))
+
+    c, head = list(context), 2
+    ids = render(c)
+    while len(ids) > budget and len(c) > head + 1:
+        k = 2 if len(c) > head + 2 and c[head]["role"] == "assistant" else 1
+        c = c[:head] + c[head + k :]
+        ids = render(c)
+    if len(ids) > budget:
+        head_ids = _as_ids(tok.apply_chat_template(c[:head], tokenize=True))
+        if len(head_ids) < budget:
+            ids = head_ids + ids[len(ids) - (budget - len(head_ids)) :]
+        else:  # not even the task fits: the end of the prompt
+            ids = ids[-budget:]
+    return ids
+
+
+def test_one_context_truncated_for_many_actions(scorer: QValueScorer) -> None:
+    """Actions of different lengths get different truncations of one context; rendering the
+    drops once gives what the rule gives for each, whatever the order of the budgets."""
+    from agentq.render import (
+        _TurnDrops,
+        advance_context,
+        tokenize_actions_for_scoring,
+        truncate_context,
+    )
+
+    tok = scorer.tokenizer
+    c = ctx(1)
+    for t in range(6):
+        c = advance_context(c, f"open[door {t}]", f"Room {t}. " + "Dust and echoes. " * (3 + t))
+    acts = ["x", "open[A]", "Thought: " + "the hall is long; " * 2 + "open[B]", "open[C]"]
+    for length in (400, 250, 160, 120):
+        got = tokenize_actions_for_scoring(tok, c, acts, length)
+        for a, (prompt, action) in zip(acts, got, strict=True):
+            assert (prompt, action) == tokenize_for_scoring(tok, c, a, length)
+            if len(prompt) + len(action) <= length and prompt == tokenize_for_scoring(tok, c, a)[0]:
+                continue  # fits whole
+            assert prompt == _truncate_by_the_rule(tok, c, length - len(action))
+        assert len({tuple(p) for p, _ in got}) > 1 or length == 400
+    drops = _TurnDrops(tok, c)  # one series of drops, budgets in any order
+    for budget in (900, 300, 600, 60, 990, 200, 100, 45):
+        want = _truncate_by_the_rule(tok, c, budget)
+        assert truncate_context(tok, c, budget)[1] == want == drops.fit(budget)[1]
 
 
 def test_mean_aggregation_and_beta(dirs: dict[str, Path], scorer: QValueScorer) -> None:

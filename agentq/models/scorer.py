@@ -43,7 +43,7 @@ from agentq.models.prefix_cache import (
 )
 from agentq.models.shared_layers import adapter_free_layers, segment_mask, upper_forward
 from agentq.protocols import BaseScorer, ScoringItem
-from agentq.render import tokenize_for_scoring
+from agentq.render import tokenize_actions_for_scoring
 from agentq.types import Context
 
 Item = ScoringItem
@@ -76,13 +76,12 @@ def encode_items(
     """
     out = []
     for context, actions in items:
-        row = []
-        for a in actions:
-            try:
-                row.append(tokenize_for_scoring(tokenizer, list(context), a, max_length))
-            except ValueError as e:
-                raise UserInputError(f"cannot score this action: {e}") from e
-        out.append(row)
+        try:
+            out.append(
+                tokenize_actions_for_scoring(tokenizer, list(context), list(actions), max_length)
+            )
+        except ValueError as e:
+            raise UserInputError(f"cannot score this action: {e}") from e
     return out
 
 

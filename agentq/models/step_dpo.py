@@ -42,7 +42,7 @@ from typing import Any
 
 from agentq.data.pairs import decision_key
 from agentq.errors import UserInputError
-from agentq.render import tokenize_for_scoring
+from agentq.render import tokenize_actions_for_scoring
 
 
 @dataclass
@@ -90,10 +90,8 @@ def group_pairs(
         if not g["pairs"]:
             continue
         texts = list(g["actions"])
-        encoded = []
         try:
-            for t in texts:
-                encoded.append(tokenize_for_scoring(tokenizer, g["context"], t, max_length))
+            encoded = tokenize_actions_for_scoring(tokenizer, g["context"], texts, max_length)
         except ValueError as e:
             raise UserInputError(f"{where}: pair {g['first'] + 1}: {e}") from e
         prompt = min((pr for pr, _ in encoded), key=len)
