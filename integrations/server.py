@@ -15,7 +15,10 @@ The server is a FastAPI app (:func:`create_app`) around any Scorer with ``score_
 
 Dynamic batching: requests wait in a bounded queue; the batcher takes the first one, waits up
 to ``batch_window_ms`` for more (or until ``max_batch`` are queued) and scores them all with one
-``score_batch`` call in the single model thread, so the event loop never runs the model. A full
+``score_batch`` call in the single model thread, so the event loop never runs the model. While
+fewer are queued than the previous batch held, it waits a little longer for them
+(``batch_regroup``, a fraction of that batch's scoring time): multi-step agents answered
+together stay in one batch. A full
 queue answers 503 (with ``Retry-After``); requests over the limits answer 413 (too large) or
 422 (malformed), with a message. An optional bearer token guards the scoring and metrics
 routes. On shutdown (SIGTERM under uvicorn) the server stops accepting connections, finishes
@@ -81,6 +84,11 @@ class ServerConfig:
     """Most actions in one ``score_batch`` call (a batch closes before it would exceed this)."""
     batch_window_ms: float = 5.0
     """How long the batcher waits for more requests after the first one of a batch."""
+    batch_regroup: float = 0.05
+    """When fewer requests are queued than the previous batch held, the batcher waits up to
+    this fraction of that batch's scoring time for as many (0: not at all). Agents answered
+    in one batch send their next steps a few milliseconds apart, more than ``batch_window_ms``
+    on a busy machine; without this they split into smaller batches that alternate for good."""
     max_queue: int = 1024
     """Most requests waiting to be scored; more are answered 503."""
     max_actions: int = 64
@@ -126,6 +134,8 @@ class ServerConfig:
                 raise UserInputError(f"{name} must be a finite number > 0, not {value}")
         if not math.isfinite(self.batch_window_ms):
             raise UserInputError("batch_window_ms must be finite")
+        if not (math.isfinite(self.batch_regroup) and 0 <= self.batch_regroup <= 1):
+            raise UserInputError(f"batch_regroup must be between 0 and 1, not {self.batch_regroup}")
         if self.max_batch < 1:
             raise UserInputError("max_batch must be >= 1")
         if self.max_queue < 1:
@@ -276,6 +286,10 @@ class Batcher:
         self.flushing = False
         self.busy = 0
         """Items handed to the model thread and not finished."""
+        self._want = config.max_batch
+        """Queue length at which the current wait for more requests ends."""
+        self._last: tuple[int, float] = (0, 0.0)
+        """(requests, scoring seconds) of the previous batch."""
 
     @property
     def queued(self) -> int:
@@ -307,7 +321,7 @@ class Batcher:
         fut: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(context, actions, fut))
         self._wakeup.set()
-        if len(self._queue) >= self.config.max_batch:
+        if len(self._queue) >= self._want:
             self._full.set()
         return fut
 
@@ -326,6 +340,19 @@ class Batcher:
             n_actions += len(p.actions)
         return batch
 
+    async def _wait_for_queue(self, want: int, seconds: float) -> None:
+        """Wait until ``want`` requests are queued, at most ``seconds`` (not while closing)."""
+        assert self._full is not None
+        if seconds <= 0 or len(self._queue) >= want or self.closing or self.flushing:
+            return
+        self._want = want
+        self._full.clear()
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._full.wait(), seconds)
+        finally:
+            self._want = self.config.max_batch
+
     async def _run(self) -> None:
         assert self._wakeup is not None and self._full is not None
         loop = asyncio.get_running_loop()
@@ -335,14 +362,11 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if (
-                window > 0
-                and len(self._queue) < self.config.max_batch
-                and not (self.closing or self.flushing)
-            ):
-                self._full.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), window)
+            await self._wait_for_queue(self.config.max_batch, window)
+            last_size, last_seconds = self._last
+            await self._wait_for_queue(
+                min(last_size, self.config.max_batch), self.config.batch_regroup * last_seconds
+            )
             batch = self._take_batch()
             if not batch:
                 continue
@@ -353,9 +377,9 @@ class Batcher:
                 results = await loop.run_in_executor(self._executor, self._score, items)
             finally:
                 self.busy = 0
-            self.metrics.record_batch(
-                len(batch), sum(len(a) for _, a in items), time.perf_counter() - t0
-            )
+            seconds = time.perf_counter() - t0
+            self._last = (len(batch), seconds)
+            self.metrics.record_batch(len(batch), sum(len(a) for _, a in items), seconds)
             for p, r in zip(batch, results, strict=True):
                 if p.future.done():
                     continue
@@ -386,6 +410,7 @@ class Batcher:
     def flush(self) -> None:
         """Stop waiting for batch windows (shutdown has begun): score what is queued now."""
         self.flushing = True
+        self._want = 0
         if self._full is not None:
             self._full.set()
 

@@ -66,6 +66,11 @@ class ServeConfig:
     )
     max_batch: int = option(32, help="Most requests scored in one batch (1: no batching).")
     batch_window_ms: float = option(5.0, help="Wait this long for more requests per batch.")
+    batch_regroup: float = option(
+        0.05,
+        help="While fewer requests are queued than the last batch held, wait up to this "
+        "fraction of its scoring time for them (0: off).",
+    )
     max_batch_actions: int = option(1024, help="Most actions in one batch.")
     max_queue: int = option(1024, help="Most requests waiting; more get 503.")
     max_actions: int = option(64, help="Most actions per request (413 above).")
@@ -110,6 +115,7 @@ class ServeConfig:
             return ServerConfig(
                 max_batch=1 if self.no_batching else self.max_batch,
                 batch_window_ms=0.0 if self.no_batching else self.batch_window_ms,
+                batch_regroup=0.0 if self.no_batching else self.batch_regroup,
                 max_batch_actions=self.max_batch_actions,
                 max_queue=self.max_queue,
                 max_actions=self.max_actions,

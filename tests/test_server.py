@@ -20,8 +20,10 @@ import pytest
 from agentq.integrations.openai_compat import RemoteRequestError, RemoteUnavailableError
 from agentq.integrations.server import (
     BackgroundServer,
+    Batcher,
     RemoteScorer,
     ServerConfig,
+    ServerMetrics,
     create_app,
     remote_scorer_from_spec,
 )
@@ -145,6 +147,34 @@ def test_requests_arriving_together_are_scored_in_one_batch(gate: GateScorer) ->
         assert m["requests"] == 21 and m["statuses"] == {"200": 21}
         assert m["latency_ms"]["count"] == 21
         assert m["latency_ms"]["p50"] <= m["latency_ms"]["p90"] <= m["latency_ms"]["p99"]
+
+
+async def _agents_back_one_by_one(regroup: float) -> list[int]:
+    """Three agents answered in one batch (held in the model for 0.5 s) send their next steps
+    50 ms apart, well past the 0 ms window: the batch sizes the batcher forms."""
+    gate = GateScorer()
+    batcher = Batcher(gate, ServerConfig(batch_window_ms=0, batch_regroup=regroup), ServerMetrics())
+    gate.gate.clear()
+    first = [batcher.submit(ctx(i), ["a"]) for i in range(3)]
+    await asyncio.sleep(0.5)
+    gate.gate.set()
+    await asyncio.gather(*first)
+    nxt = []
+    for i in range(3):
+        nxt.append(batcher.submit(ctx(i), ["b"]))
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*nxt)
+    await batcher.drain()
+    return gate.batches
+
+
+async def test_agents_answered_together_are_regrouped() -> None:
+    """Waiting up to a fraction of the last batch's time (here all of its 0.5 s) for as many
+    requests as it held keeps the three agents in one batch; without it they split."""
+    assert await _agents_back_one_by_one(regroup=1.0) == [3, 3]
+    assert await _agents_back_one_by_one(regroup=0.0) == [3, 1, 1, 1]
+    with pytest.raises(UserInputError, match="batch_regroup"):
+        ServerConfig(batch_regroup=1.5)
 
 
 def test_batching_off_scores_one_request_at_a_time(gate: GateScorer) -> None:
