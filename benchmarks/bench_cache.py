@@ -160,11 +160,13 @@ def serve_rate(
     from agentq.integrations.server import BackgroundServer, RemoteScorer, create_app
 
     done = []
+    start = threading.Barrier(clients)  # the agents begin together
     with BackgroundServer(create_app(scorer), log_level="warning") as srv:
 
         def client(k: int) -> None:
             r = RemoteScorer(srv.url)
             try:
+                start.wait()
                 for ctx in contexts:
                     r.score(agent_context(ctx, k), actions)
                     done.append(1)

@@ -15,9 +15,9 @@ The server is a FastAPI app (:func:`create_app`) around any Scorer with ``score_
 
 Dynamic batching: requests wait in a bounded queue; the batcher takes the first one, waits up
 to ``batch_window_ms`` for more (or until ``max_batch`` are queued) and scores them all with one
-``score_batch`` call in the single model thread, so the event loop never runs the model. While
-fewer are queued than the previous batch held, it waits a little longer for them
-(``batch_regroup``, a fraction of that batch's scoring time): multi-step agents answered
+``score_batch`` call in the single model thread, so the event loop never runs the model. It also
+waits a little longer (``batch_regroup``, a fraction of the previous batch's scoring time) for
+the agents the previous batch answered to send their next steps: multi-step agents answered
 together stay in one batch. A full
 queue answers 503 (with ``Retry-After``); requests over the limits answer 413 (too large) or
 422 (malformed), with a message. An optional bearer token guards the scoring and metrics
@@ -85,10 +85,11 @@ class ServerConfig:
     batch_window_ms: float = 5.0
     """How long the batcher waits for more requests after the first one of a batch."""
     batch_regroup: float = 0.05
-    """When fewer requests are queued than the previous batch held, the batcher waits up to
-    this fraction of that batch's scoring time for as many (0: not at all). Agents answered
-    in one batch send their next steps a few milliseconds apart, more than ``batch_window_ms``
-    on a busy machine; without this they split into smaller batches that alternate for good."""
+    """After a batch, the next one waits up to this fraction of its scoring time (0: not at
+    all) until the requests that were queued when it was answered and as many again as it held
+    are queued. Agents answered in one batch send their next steps a few milliseconds apart,
+    more than ``batch_window_ms`` on a busy machine; without this they split into smaller
+    batches that alternate for good."""
     max_queue: int = 1024
     """Most requests waiting to be scored; more are answered 503."""
     max_actions: int = 64
@@ -288,8 +289,11 @@ class Batcher:
         """Items handed to the model thread and not finished."""
         self._want = config.max_batch
         """Queue length at which the current wait for more requests ends."""
-        self._last: tuple[int, float] = (0, 0.0)
-        """(requests, scoring seconds) of the previous batch."""
+        self._expect = 0
+        """Requests the next batch may expect: those queued when the previous batch was
+        answered, and that batch's own (its agents' next steps)."""
+        self._last_seconds = 0.0
+        """Scoring time of the previous batch."""
 
     @property
     def queued(self) -> int:
@@ -363,9 +367,9 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             await self._wait_for_queue(self.config.max_batch, window)
-            last_size, last_seconds = self._last
             await self._wait_for_queue(
-                min(last_size, self.config.max_batch), self.config.batch_regroup * last_seconds
+                min(self._expect, self.config.max_batch),
+                self.config.batch_regroup * self._last_seconds,
             )
             batch = self._take_batch()
             if not batch:
@@ -378,7 +382,7 @@ class Batcher:
             finally:
                 self.busy = 0
             seconds = time.perf_counter() - t0
-            self._last = (len(batch), seconds)
+            self._last_seconds, self._expect = seconds, len(self._queue) + len(batch)
             self.metrics.record_batch(len(batch), sum(len(a) for _, a in items), seconds)
             for p, r in zip(batch, results, strict=True):
                 if p.future.done():

@@ -68,8 +68,8 @@ class ServeConfig:
     batch_window_ms: float = option(5.0, help="Wait this long for more requests per batch.")
     batch_regroup: float = option(
         0.05,
-        help="While fewer requests are queued than the last batch held, wait up to this "
-        "fraction of its scoring time for them (0: off).",
+        help="Wait up to this fraction of the last batch's scoring time for the agents it "
+        "answered to send their next steps (0: off).",
     )
     max_batch_actions: int = option(1024, help="Most actions in one batch.")
     max_queue: int = option(1024, help="Most requests waiting; more get 503.")

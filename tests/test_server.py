@@ -149,30 +149,38 @@ def test_requests_arriving_together_are_scored_in_one_batch(gate: GateScorer) ->
         assert m["latency_ms"]["p50"] <= m["latency_ms"]["p90"] <= m["latency_ms"]["p99"]
 
 
-async def _agents_back_one_by_one(regroup: float) -> list[int]:
-    """Three agents answered in one batch (held in the model for 0.5 s) send their next steps
-    50 ms apart, well past the 0 ms window: the batch sizes the batcher forms."""
+async def _batches_formed(regroup: float, pipelined: bool) -> list[int]:
+    """The batch sizes the batcher forms, with a 0 ms window, for agents whose next steps
+    come back 50 ms apart. Three agents answered in one batch (held in the model 0.5 s), or
+    (``pipelined``) one agent answered alone while three others waited for the model."""
     gate = GateScorer()
     batcher = Batcher(gate, ServerConfig(batch_window_ms=0, batch_regroup=regroup), ServerMetrics())
     gate.gate.clear()
-    first = [batcher.submit(ctx(i), ["a"]) for i in range(3)]
+    if pipelined:
+        answered = [batcher.submit(ctx(0), ["a"])]
+        await asyncio.sleep(0.05)  # in the model
+        waiting = [batcher.submit(ctx(i), ["a"]) for i in (1, 2, 3)]
+    else:
+        answered, waiting = [batcher.submit(ctx(i), ["a"]) for i in range(3)], []
     await asyncio.sleep(0.5)
     gate.gate.set()
-    await asyncio.gather(*first)
-    nxt = []
-    for i in range(3):
-        nxt.append(batcher.submit(ctx(i), ["b"]))
+    await asyncio.gather(*answered)
+    for i in range(len(answered)):
         await asyncio.sleep(0.05)
-    await asyncio.gather(*nxt)
+        waiting.append(batcher.submit(ctx(i), ["b"]))
+    await asyncio.gather(*waiting)
     await batcher.drain()
     return gate.batches
 
 
 async def test_agents_answered_together_are_regrouped() -> None:
-    """Waiting up to a fraction of the last batch's time (here all of its 0.5 s) for as many
-    requests as it held keeps the three agents in one batch; without it they split."""
-    assert await _agents_back_one_by_one(regroup=1.0) == [3, 3]
-    assert await _agents_back_one_by_one(regroup=0.0) == [3, 1, 1, 1]
+    """Waiting up to a fraction of the last batch's time (here all of it) for the agents it
+    answered keeps them together, and joins them to those already waiting; without it they
+    split, and an agent ahead of the others stays ahead."""
+    assert await _batches_formed(regroup=1.0, pipelined=False) == [3, 3]
+    assert await _batches_formed(regroup=0.0, pipelined=False) == [3, 1, 1, 1]
+    assert await _batches_formed(regroup=1.0, pipelined=True) == [1, 4]
+    assert await _batches_formed(regroup=0.0, pipelined=True) == [1, 3, 1]
     with pytest.raises(UserInputError, match="batch_regroup"):
         ServerConfig(batch_regroup=1.5)
 
