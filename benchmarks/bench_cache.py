@@ -17,8 +17,8 @@ Three measurements, each run twice on the same models (prefix cache on, then off
 3. **Server**: ``agentq serve`` (uvicorn in a thread) with the same Q-model, and ``--clients``
    concurrent multi-step clients that each replay the WebShop episode's contexts step by step
    (every request extends the previous one's context; each client's task is marked as its
-   own, :func:`agent_context`, so the clients share the system prompt only): steps per
-   second. Measured
+   own, :func:`agent_context`, so the clients share the system prompt only; they open their
+   connections, then begin together): steps per second. Measured
    ``--server-rounds`` times (default 5), cached and uncached rounds alternating, each round
    on an empty cache; the median of each is printed, and every round with the server's mean
    batch size (one round is short, and on 2 cores a round's rate depends on whether the
@@ -166,6 +166,7 @@ def serve_rate(
         def client(k: int) -> None:
             r = RemoteScorer(srv.url)
             try:
+                r.health()  # its connection open, as a running agent's is
                 start.wait()
                 for ctx in contexts:
                     r.score(agent_context(ctx, k), actions)

@@ -147,21 +147,25 @@ def test_batch_of_contexts_with_different_cached_lengths(dirs: dict[str, Path]) 
 
 
 def test_shared_prefixes_of_a_batch() -> None:
-    """Which prefixes two or more prompts of a batch share beyond what is cached."""
+    """Which prefixes two or more prompts of a batch share beyond what is cached, when
+    computing them once saves enough tokens."""
     sys_ = list(range(100, 140))  # a 40-token system prompt
     a, b, c = sys_ + [1, 2, 3], sys_ + [1, 2, 4], sys_ + [7, 8]
-    assert shared_prefixes([a, b, c], [0, 0, 0]) == [sys_ + [1, 2]]  # holds sys_ too
-    assert shared_prefixes([a, c], [0, 0]) == [sys_]
-    assert shared_prefixes([a, c], [30, 30]) == []  # only 10 uncached tokens shared
-    assert shared_prefixes([a, c], [30, 30], min_tokens=10) == [sys_]
-    assert shared_prefixes([sys_, sys_ + [5]], [0, 0]) == [sys_[:-1]]  # one short of each
-    assert shared_prefixes([a], [0]) == [] and shared_prefixes([a, [9] + a], [0, 0]) == []
+    # a and b hold 42 shared tokens (saving 1 x 42), all three the 40 of sys_ (2 x 40)
+    assert shared_prefixes([a, b, c], [0, 0, 0], min_saving=40) == [sys_ + [1, 2]]
+    assert shared_prefixes([a, b, c], [0, 0, 0], min_saving=60) == [sys_]
+    assert shared_prefixes([a, b, c], [0, 0, 0], min_saving=81) == []
+    assert shared_prefixes([a, b, c], [0, 0, 0]) == []  # 128 by default
+    assert shared_prefixes([a, c], [30, 30], min_saving=10) == [sys_]
+    assert shared_prefixes([a, c], [30, 30], min_saving=11) == []  # only 10 uncached
+    assert shared_prefixes([sys_, sys_ + [5]], [0, 0], 1) == [sys_[:-1]]  # one short of each
+    assert shared_prefixes([a], [0], 1) == [] and shared_prefixes([a, [9] + a], [0, 0], 1) == []
 
 
 def test_agents_sharing_a_system_prompt_compute_it_once(dirs: dict[str, Path]) -> None:
     """Four agents' first requests in one batch: their common system prompt is computed
     once, and every score still equals the uncached one (adapter on and off)."""
-    system = {"role": "system", "content": "You shop for the user. " * 12}
+    system = {"role": "system", "content": "You shop for the user. " * 12}  # > 128 / 3 tokens
     items = [
         (
             [system, {"role": "user", "content": f"Agent {k}: find item {k} under {k}0 dollars."}],
