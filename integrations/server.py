@@ -15,12 +15,11 @@ The server is a FastAPI app (:func:`create_app`) around any Scorer with ``score_
 
 Dynamic batching: requests wait in a bounded queue; the batcher takes the first one, waits up
 to ``batch_window_ms`` for more (or until ``max_batch`` are queued) and scores them all with one
-``score_batch`` call in the single model thread, so the event loop never runs the model. It also
-waits a little longer (``batch_regroup``, a fraction of the previous batch's scoring time) for
-the agents the previous batch answered to send their next steps: multi-step agents answered
-together stay in one batch. A full
-queue answers 503 (with ``Retry-After``); requests over the limits answer 413 (too large) or
-422 (malformed), with a message. An optional bearer token guards the scoring and metrics
+``score_batch`` call in the single model thread, so the event loop never runs the model. It
+also waits a little longer (``batch_regroup``, a fraction of the previous batch's scoring
+time) for the agents the previous batch answered to send their next steps: multi-step agents
+answered together stay in one batch. A full queue answers 503 (with ``Retry-After``);
+requests over the limits answer 413 (too large) or 422 (malformed), with a message. An optional bearer token guards the scoring and metrics
 routes. On shutdown (SIGTERM under uvicorn) the server stops accepting connections, finishes
 every queued and running request, then stops the model thread.
 
@@ -85,9 +84,9 @@ class ServerConfig:
     batch_window_ms: float = 5.0
     """How long the batcher waits for more requests after the first one of a batch."""
     batch_regroup: float = 0.05
-    """After a batch, the next one waits up to this fraction of its scoring time (0: not at
-    all) until the requests that were queued when it was answered and as many again as it held
-    are queued. Agents answered in one batch send their next steps a few milliseconds apart,
+    """After a batch is answered, the next one waits until this fraction of its scoring time
+    has passed (0: not at all) for the requests that were queued then and as many again as it
+    held. Agents answered in one batch send their next steps a few milliseconds apart,
     more than ``batch_window_ms`` on a busy machine; without this they split into smaller
     batches that alternate for good."""
     max_queue: int = 1024
@@ -292,8 +291,8 @@ class Batcher:
         self._expect = 0
         """Requests the next batch may expect: those queued when the previous batch was
         answered, and that batch's own (its agents' next steps)."""
-        self._last_seconds = 0.0
-        """Scoring time of the previous batch."""
+        self._regroup_until = 0.0
+        """When (``time.perf_counter``) the wait for :attr:`_expect` ends."""
 
     @property
     def queued(self) -> int:
@@ -369,7 +368,7 @@ class Batcher:
             await self._wait_for_queue(self.config.max_batch, window)
             await self._wait_for_queue(
                 min(self._expect, self.config.max_batch),
-                self.config.batch_regroup * self._last_seconds,
+                self._regroup_until - time.perf_counter(),
             )
             batch = self._take_batch()
             if not batch:
@@ -381,8 +380,10 @@ class Batcher:
                 results = await loop.run_in_executor(self._executor, self._score, items)
             finally:
                 self.busy = 0
-            seconds = time.perf_counter() - t0
-            self._last_seconds, self._expect = seconds, len(self._queue) + len(batch)
+            done = time.perf_counter()
+            seconds = done - t0
+            self._expect = len(self._queue) + len(batch)
+            self._regroup_until = done + self.config.batch_regroup * seconds
             self.metrics.record_batch(len(batch), sum(len(a) for _, a in items), seconds)
             for p, r in zip(batch, results, strict=True):
                 if p.future.done():
@@ -414,7 +415,6 @@ class Batcher:
     def flush(self) -> None:
         """Stop waiting for batch windows (shutdown has begun): score what is queued now."""
         self.flushing = True
-        self._want = 0
         if self._full is not None:
             self._full.set()
 

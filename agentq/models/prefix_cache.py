@@ -856,19 +856,24 @@ def shared_prefixes(
     search, share their system prompt, task and common history this way.
     """
     order = sorted(range(len(prompts)), key=lambda r: tuple(prompts[r]))
-    best = [0] * len(prompts)
-    for a, b in zip(order, order[1:], strict=False):
-        pa, pb = prompts[a], prompts[b]
-        n = min(_common(pa, pb, 0), len(pa) - 1, len(pb) - 1)
-        best[a], best[b] = max(best[a], n), max(best[b], n)
+    # common[i]: the common prefix of the i-th and (i+1)-th prompts in sorted order
+    common = [
+        min(_common(prompts[a], prompts[b], 0), len(prompts[a]) - 1, len(prompts[b]) - 1)
+        for a, b in zip(order, order[1:], strict=False)
+    ]
     found: set[tuple[int, ...]] = set()
-    for r in range(len(prompts)):
-        p = tuple(prompts[r][: best[r]])
-        if not p or p in found:
+    for i, r in enumerate(order):
+        n = max(common[i - 1] if i else 0, common[i] if i < len(common) else 0)
+        if n <= 0:
             continue
-        holders = sum(1 for q in prompts if tuple(q[: len(p)]) == p)
-        if (holders - 1) * (len(p) - cached[r]) >= min_saving:
-            found.add(p)
+        # the prompts holding these n tokens are a run around i in sorted order
+        lo, hi = i, i
+        while lo > 0 and common[lo - 1] >= n:
+            lo -= 1
+        while hi < len(common) and common[hi] >= n:
+            hi += 1
+        if (hi - lo) * (n - cached[r]) >= min_saving:
+            found.add(tuple(prompts[r][:n]))
     return [
         list(p)
         for p in sorted(found)
