@@ -20,7 +20,8 @@ Three measurements, each run twice on the same models (prefix cache on, then off
    own, :func:`agent_context`, so the clients share the system prompt only; they open their
    connections, then begin together): steps per second. Measured
    ``--server-rounds`` times (default 5), cached and uncached rounds alternating, each round
-   on an empty cache; the median of each is printed, and every round with the server's mean
+   on an empty cache; the median of each is printed, the ratio of each cached round to the
+   uncached round after it (median and range), and every round with the server's mean
    batch size (one round is short, and on 2 cores a round's rate depends on whether the
    clients' requests happen to arrive together and are batched).
 
@@ -275,10 +276,13 @@ def main() -> None:
                 f"{a:.2f}/{b:.2f} (batch {x:.1f}/{y:.1f})"
                 for (a, x), (b, y) in zip(*rates.values(), strict=True)
             )
+            paired = [a / b for (a, _), (b, _) in zip(*rates.values(), strict=True)]
             print(
                 f"\nserver, {args.clients} multi-step clients x {len(ws_contexts)} steps, "
                 f"median of {args.server_rounds} rounds: "
                 f"{r_on:.2f} steps/s cached, {r_off:.2f} uncached ({r_on / r_off:.2f}x); "
+                f"each round against the uncached round after it: median "
+                f"{statistics.median(paired):.2f}x, {min(paired):.2f}x-{max(paired):.2f}x; "
                 f"rounds cached/uncached: {rounds}"
             )
         print(
