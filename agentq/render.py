@@ -207,8 +207,10 @@ def tokenize_actions_for_scoring(
                 )
             if drops is None:
                 drops = _TurnDrops(tokenizer, context, prompt_ids)
-            prompt = drops.fit(keep)[1]
-        out.append((list(prompt), action_ids))  # each its own list, as before
+            prompt = drops.fit(keep)[1]  # a list of its own
+        else:
+            prompt = list(prompt)  # prompt_ids is every action's: each gets its own list
+        out.append((prompt, action_ids))
     return out
 
 

@@ -103,17 +103,16 @@ def episode(
     scorer: Any,
     args: argparse.Namespace,
     replay: list[str] | None = None,
-    env_options: dict[str, Any] | None = None,
     env: Any = None,
 ) -> dict[str, Any]:
     """One best-of-N episode; ``replay`` forces the executed actions (the other run's).
-    ``env`` (an environment object) replaces ``envs.make(env_name, **env_options)``."""
+    ``env`` (an environment object) replaces ``envs.make(env_name)``."""
     from agentq.render import advance_context
 
     if env is None:
         import agentq.envs as envs
 
-        env = envs.make(env_name, **(env_options or {}))
+        env = envs.make(env_name)
     task = list(env.tasks("test"))[0]
     ctx = list(env.reset(task))
     chosen: list[str] = []
@@ -161,7 +160,7 @@ def serve_rate(
     from agentq.integrations.server import BackgroundServer, RemoteScorer, create_app
 
     done = []
-    start = threading.Barrier(clients)  # the agents begin together
+    start = threading.Barrier(clients, timeout=120)  # the agents begin together
     with BackgroundServer(create_app(scorer), log_level="warning") as srv:
 
         def client(k: int) -> None:
@@ -264,19 +263,19 @@ def main() -> None:
             "below the adapter were the base model's)"
         )
         if not args.skip_server and ws_contexts:
-            rates: dict[str, list[tuple[float, float]]] = {"cached": [], "uncached": []}
+            # per round: ((cached steps/s, batch), (uncached steps/s, batch))
+            rounds_run = []
             for _ in range(args.server_rounds):
                 cache.clear()
-                rates["cached"].append(serve_rate(on[1], ws_contexts, ws_actions, args.clients))
-                rates["uncached"].append(serve_rate(off[1], ws_contexts, ws_actions, args.clients))
-            r_on, r_off = (
-                statistics.median(r for r, _ in rates[k]) for k in ("cached", "uncached")
-            )
+                cached = serve_rate(on[1], ws_contexts, ws_actions, args.clients)
+                uncached = serve_rate(off[1], ws_contexts, ws_actions, args.clients)
+                rounds_run.append((cached, uncached))
+            r_on = statistics.median(a for (a, _), _ in rounds_run)
+            r_off = statistics.median(b for _, (b, _) in rounds_run)
             rounds = ", ".join(
-                f"{a:.2f}/{b:.2f} (batch {x:.1f}/{y:.1f})"
-                for (a, x), (b, y) in zip(*rates.values(), strict=True)
+                f"{a:.2f}/{b:.2f} (batch {x:.1f}/{y:.1f})" for (a, x), (b, y) in rounds_run
             )
-            paired = [a / b for (a, _), (b, _) in zip(*rates.values(), strict=True)]
+            paired = [a / b for (a, _), (b, _) in rounds_run]
             print(
                 f"\nserver, {args.clients} multi-step clients x {len(ws_contexts)} steps, "
                 f"median of {args.server_rounds} rounds: "
